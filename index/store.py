@@ -1,0 +1,157 @@
+"""The document store: the one source of truth for documents, sentence offsets and chunks.
+
+SQLite (stdlib, one file, transactional). Chroma and BM25 are derived from it: every vector and
+every BM25 row names a (doc_id, chunk) that exists here, and a citation's offsets come from here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from index.documents import Document
+from index.sentences import Chunk, Span
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY, title TEXT NOT NULL, date TEXT, source TEXT, text TEXT NOT NULL,
+    content_hash TEXT NOT NULL, indexed_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS sentences (
+    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE, idx INTEGER NOT NULL,
+    start INTEGER NOT NULL, "end" INTEGER NOT NULL, chunk INTEGER NOT NULL, PRIMARY KEY (doc_id, idx));
+CREATE TABLE IF NOT EXISTS chunks (
+    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE, idx INTEGER NOT NULL,
+    first INTEGER NOT NULL, last INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
+    PRIMARY KEY (doc_id, idx));
+"""
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    doc_id: str
+    title: str
+    date: str | None
+    source: str | None
+    sentences: int
+    chars: int
+
+
+@dataclass(frozen=True)
+class SentenceRef:
+    doc_id: str
+    idx: int
+    start: int
+    end: int
+    chunk: int
+
+
+class DocumentStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # check_same_thread=False: the web server reads from worker threads; SQLite serialises.
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        self._text_cache: dict[str, str] = {}
+
+    def close(self) -> None:
+        self._db.close()
+
+    def hashes(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT doc_id, content_hash FROM documents"))
+
+    def put(self, doc: Document, spans: list[Span], chunks: list[Chunk]) -> None:
+        """Insert or replace one document with its sentences and chunks, atomically."""
+        chunk_of = {i: c_idx for c_idx, c in enumerate(chunks) for i in range(c.first, c.last + 1)}
+        with self._transaction():
+            self._db.execute("DELETE FROM documents WHERE doc_id = ?", (doc.doc_id,))
+            self._db.execute("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (doc.doc_id, doc.title, doc.date, doc.source, doc.text, doc.content_hash,
+                              time.time()))
+            self._db.executemany("INSERT INTO sentences VALUES (?, ?, ?, ?, ?)",
+                                 [(doc.doc_id, i, s.start, s.end, chunk_of[i]) for i, s in enumerate(spans)])
+            self._db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
+                                 [(doc.doc_id, i, c.first, c.last, c.start, c.end)
+                                  for i, c in enumerate(chunks)])
+        self._text_cache.pop(doc.doc_id, None)
+
+    def delete(self, doc_id: str) -> bool:
+        with self._transaction():
+            deleted = self._db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,)).rowcount
+        self._text_cache.pop(doc_id, None)
+        return deleted > 0
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def list(self) -> list[DocumentInfo]:
+        rows = self._db.execute(
+            "SELECT d.doc_id, d.title, d.date, d.source, "
+            "(SELECT COUNT(*) FROM sentences s WHERE s.doc_id = d.doc_id), length(d.text) "
+            "FROM documents d ORDER BY d.doc_id")
+        return [DocumentInfo(*row) for row in rows]
+
+    def get(self, doc_id: str) -> Document | None:
+        row = self._db.execute("SELECT doc_id, text, title, date, source FROM documents WHERE doc_id = ?",
+                               (doc_id,)).fetchone()
+        return Document(*row) if row else None
+
+    def text(self, doc_id: str) -> str:
+        if doc_id not in self._text_cache:
+            if len(self._text_cache) > 2048:
+                self._text_cache.clear()
+            row = self._db.execute("SELECT text FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+            if row is None:
+                raise KeyError(doc_id)
+            self._text_cache[doc_id] = row[0]
+        return self._text_cache[doc_id]
+
+    def titles(self, doc_ids: set[str]) -> dict[str, tuple[str, str | None]]:
+        marks = ",".join("?" * len(doc_ids))
+        rows = self._db.execute(f"SELECT doc_id, title, date FROM documents WHERE doc_id IN ({marks})",
+                                tuple(doc_ids))
+        return {doc_id: (title, date) for doc_id, title, date in rows}
+
+    def sentences(self, doc_id: str) -> list[SentenceRef]:
+        rows = self._db.execute('SELECT doc_id, idx, start, "end", chunk FROM sentences WHERE doc_id = ? '
+                                "ORDER BY idx", (doc_id,))
+        return [SentenceRef(*row) for row in rows]
+
+    def sentences_of_chunks(self, chunk_keys: list[tuple[str, int]]) -> list[SentenceRef]:
+        out: list[SentenceRef] = []
+        for doc_id, chunk in chunk_keys:
+            rows = self._db.execute('SELECT doc_id, idx, start, "end", chunk FROM sentences '
+                                    "WHERE doc_id = ? AND chunk = ? ORDER BY idx", (doc_id, chunk))
+            out.extend(SentenceRef(*row) for row in rows)
+        return out
+
+    def chunk_span(self, doc_id: str, chunk: int) -> tuple[int, int]:
+        row = self._db.execute('SELECT start, "end" FROM chunks WHERE doc_id = ? AND idx = ?',
+                               (doc_id, chunk)).fetchone()
+        if row is None:
+            raise KeyError((doc_id, chunk))
+        return row[0], row[1]
+
+    def iter_chunks(self) -> Iterator[tuple[str, int, str]]:
+        """(doc_id, chunk idx, chunk text) for every chunk, in a stable order."""
+        cursor = self._db.execute('SELECT c.doc_id, c.idx, substr(d.text, c.start + 1, c."end" - c.start) '
+                                  "FROM chunks c JOIN documents d USING (doc_id) ORDER BY c.doc_id, c.idx")
+        yield from cursor
+
+    def counts(self) -> tuple[int, int, int]:
+        return tuple(self._db.execute(  # type: ignore[return-value]
+            "SELECT (SELECT COUNT(*) FROM documents), (SELECT COUNT(*) FROM sentences), "
+            "(SELECT COUNT(*) FROM chunks)").fetchone())
+

@@ -1,0 +1,103 @@
+"""Chroma access: an embedded PersistentClient in the data home, or a ``chroma run`` server.
+
+Two collections, both written through llama-index's ChromaVectorStore: chunk vectors (dense
+retrieval) and sentence vectors (the sentence scorer that picks what an answer cites). Collections
+are created with ``embedding_function=None``: Chroma's default one downloads a model.
+"""
+
+from __future__ import annotations
+
+import math
+from urllib.parse import urlparse
+
+import chromadb
+import numpy as np
+from chromadb.config import Settings as ChromaSettings
+from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+from llama_index.core.vector_stores.types import VectorStoreQuery
+from llama_index.vector_stores.chroma import ChromaVectorStore
+
+from index.home import DataHome
+
+CHUNKS = "tanya_chunks"
+SENTENCES = "tanya_sentences"
+
+
+class StoreUnavailable(RuntimeError):
+    """The vector store cannot be reached (e.g. the Chroma server is down)."""
+
+
+def connect(home: DataHome) -> chromadb.ClientAPI:
+    settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if not home.chroma_url:
+        home.chroma_dir.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(home.chroma_dir), settings=settings)
+    url = urlparse(home.chroma_url if "://" in home.chroma_url else f"http://{home.chroma_url}")
+    try:
+        return chromadb.HttpClient(host=url.hostname or "127.0.0.1", port=url.port or 8000,
+                                   ssl=url.scheme == "https", settings=settings)
+    except Exception as exc:  # chromadb raises plain exceptions for connection failures
+        raise StoreUnavailable(f"cannot reach the Chroma server at {home.chroma_url}: {exc}") from None
+
+
+def vector_node(node_id: str, doc_id: str, text: str, embedding: np.ndarray, **meta: int) -> TextNode:
+    node = TextNode(id_=node_id, text=text, embedding=embedding.tolist(), metadata={"doc_id": doc_id, **meta},
+                    excluded_embed_metadata_keys=list(meta), excluded_llm_metadata_keys=list(meta))
+    # The SOURCE relationship becomes Chroma's `document_id`, which ChromaVectorStore.delete() uses.
+    node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=doc_id)
+    return node
+
+
+class VectorCollections:
+    def __init__(self, client: chromadb.ClientAPI) -> None:
+        self.client = client
+        meta = {"hnsw:space": "cosine"}
+        try:
+            self.chunk_collection = client.get_or_create_collection(CHUNKS, metadata=meta,
+                                                                    embedding_function=None)
+            self.sentence_collection = client.get_or_create_collection(SENTENCES, metadata=meta,
+                                                                       embedding_function=None)
+        except Exception as exc:
+            raise StoreUnavailable(f"the vector store is unavailable: {exc}") from None
+        self.chunks = ChromaVectorStore(chroma_collection=self.chunk_collection)
+        self.sentences = ChromaVectorStore(chroma_collection=self.sentence_collection)
+
+    def delete_document(self, doc_id: str) -> None:
+        self.chunks.delete(doc_id)
+        self.sentences.delete(doc_id)
+
+    def document_ids(self) -> set[str]:
+        """Every doc id that has chunk vectors (for consistency checks)."""
+        found = self.chunk_collection.get(include=["metadatas"])
+        return {str(m["doc_id"]) for m in found["metadatas"] or []}
+
+    def query_chunks(self, embedding: np.ndarray, k: int) -> list[tuple[str, int, float]]:
+        """(doc_id, chunk, cosine) of the ``k`` nearest chunks."""
+        count = self.chunk_collection.count()
+        if count == 0:
+            return []
+        result = self.chunks.query(VectorStoreQuery(query_embedding=embedding.tolist(),
+                                                    similarity_top_k=min(k, count)))
+        # ChromaVectorStore reports exp(-distance); with cosine space, distance = 1 - cosine.
+        return [(str(n.metadata["doc_id"]), int(n.metadata["chunk"]), 1.0 + math.log(s))
+                for n, s in zip(result.nodes or [], result.similarities or [], strict=True)]
+
+    def sentence_vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+        if not ids:
+            return {}
+        found = self.sentence_collection.get(ids=ids, include=["embeddings"])
+        return {i: np.asarray(e, dtype=np.float32) for i, e in zip(found["ids"], found["embeddings"], strict=True)}
+
+    def chunk_vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
+        if not ids:
+            return {}
+        found = self.chunk_collection.get(ids=ids, include=["embeddings"])
+        return {i: np.asarray(e, dtype=np.float32) for i, e in zip(found["ids"], found["embeddings"], strict=True)}
+
+
+def chunk_id(doc_id: str, chunk: int) -> str:
+    return f"{doc_id}#c{chunk}"
+
+
+def sentence_id(doc_id: str, idx: int) -> str:
+    return f"{doc_id}#s{idx}"

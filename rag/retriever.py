@@ -1,0 +1,125 @@
+"""Hybrid retrieval: dense chunk vectors (Chroma) + Indonesian BM25, fused by weighted score fusion.
+
+Why not reciprocal-rank fusion (or llama-index's QueryFusionRetriever)? On FacQA, RRF loses to BM25
+alone at rank 1: ranks throw away how far ahead the best chunk is. We normalise both scores per
+question and mix them with a weight that depends on the question's language (BM25 cannot match an
+English question against Indonesian text). Every candidate gets BOTH of its real scores, not a zero
+for "missing from the other list". ``eval/README.md`` has the measurements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from llama_index.core.retrievers import BaseRetriever
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+from index.bm25 import ChunkKey
+from index.embedder import embed_query
+from index.index import Index
+from index.lexical import language
+from index.vectors import chunk_id
+from rag.params import Params, ScoringParams
+
+CANDIDATES_PER_SIDE = 50
+
+
+@dataclass
+class Candidates:
+    """Everything retrieval knows about one query, before any tunable weight is applied."""
+
+    query: str
+    query_vec: np.ndarray
+    lang: str  # "id" or "en": picks the parameter set
+    keys: list[ChunkKey]
+    dense: np.ndarray  # cosine of each candidate chunk
+    bm25: np.ndarray  # BM25 score of each candidate chunk
+
+    def without_doc(self, doc_id: str) -> Candidates:
+        """The same query as if ``doc_id`` were not in the corpus (for refusal calibration)."""
+        keep = [i for i, k in enumerate(self.keys) if k[0] != doc_id]
+        return Candidates(self.query, self.query_vec, self.lang, [self.keys[i] for i in keep],
+                          self.dense[keep], self.bm25[keep])
+
+    def fused(self, params: ScoringParams) -> np.ndarray:
+        if not self.keys:
+            return np.zeros(0)
+        return (1 - params.bm25_weight) * minmax(self.dense) + params.bm25_weight * scale_to_max(self.bm25)
+
+
+def minmax(values: np.ndarray) -> np.ndarray:
+    if values.size == 0:
+        return values
+    low, high = float(values.min()), float(values.max())
+    return (values - low) / (high - low) if high > low else np.ones_like(values)
+
+
+def scale_to_max(values: np.ndarray) -> np.ndarray:
+    top = float(values.max()) if values.size else 0.0
+    return values / top if top > 0 else np.zeros_like(values)
+
+
+def collect_candidates(index: Index, query: str, per_side: int = CANDIDATES_PER_SIDE) -> Candidates:
+    query_vec = embed_query(index.embedder, query)
+    dense_hits = {(d, c): cos for d, c, cos in index.vectors.query_chunks(query_vec, per_side)}
+    all_bm25 = index.bm25.scores(query)
+    bm25_rows = [int(r) for r in np.argsort(-all_bm25)[:per_side] if all_bm25[r] > 0]
+    keys = list(dense_hits)
+    keys += [k for k in (index.bm25.keys[r] for r in bm25_rows) if k not in dense_hits]
+    missing = [chunk_id(*k) for k in keys if k not in dense_hits]
+    for cid, vec in index.vectors.chunk_vectors(missing).items():
+        doc_id, chunk = cid.rsplit("#c", 1)
+        dense_hits[(doc_id, int(chunk))] = float(vec @ query_vec)
+    keys = [k for k in keys if k in dense_hits]  # a chunk deleted between the two lookups drops out
+    rows = [index.bm25.row(k) for k in keys]
+    bm25 = np.array([all_bm25[r] if r is not None else 0.0 for r in rows], dtype=np.float32)
+    dense = np.array([dense_hits[k] for k in keys], dtype=np.float32)
+    return Candidates(query, query_vec, language(query), keys, dense, bm25)
+
+
+@dataclass
+class RetrievedChunk:
+    rank: int
+    doc_id: str
+    chunk: int
+    start: int
+    end: int
+    text: str
+    score: float
+    dense: float
+    bm25: float
+
+
+def rank_chunks(index: Index, cands: Candidates, params: ScoringParams, k: int) -> list[RetrievedChunk]:
+    fused = cands.fused(params)
+    order = np.argsort(-fused, kind="stable")[:k]
+    out = []
+    for rank, i in enumerate(order, start=1):
+        doc_id, chunk = cands.keys[i]
+        start, end = index.store.chunk_span(doc_id, chunk)
+        out.append(RetrievedChunk(rank, doc_id, chunk, start, end, index.store.text(doc_id)[start:end],
+                                  round(float(fused[i]), 4), round(float(cands.dense[i]), 4),
+                                  round(float(cands.bm25[i]), 4)))
+    return out
+
+
+class TanyaRetriever(BaseRetriever):
+    """A llama-index retriever over a Tanya index: nodes are chunks whose metadata carry the doc id
+    and exact character offsets (``text[start:end] == node.text``), scores are the fused scores."""
+
+    def __init__(self, index: Index, params: Params | None = None, similarity_top_k: int = 10) -> None:
+        super().__init__()
+        self._index = index
+        self._params = params or Params.load()
+        self._k = similarity_top_k
+
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        cands = collect_candidates(self._index, query_bundle.query_str)
+        ranked = rank_chunks(self._index, cands, self._params.for_language(cands.lang), self._k)
+        return [NodeWithScore(node=TextNode(id_=chunk_id(c.doc_id, c.chunk), text=c.text,
+                                            start_char_idx=c.start, end_char_idx=c.end,
+                                            metadata={"doc_id": c.doc_id, "chunk": c.chunk, "start": c.start,
+                                                      "end": c.end, "dense": c.dense, "bm25": c.bm25}),
+                              score=c.score)
+                for c in ranked]

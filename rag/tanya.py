@@ -1,0 +1,89 @@
+"""The Python API: ``Tanya.open(home)`` then ``.ask()``, ``.retrieve()``, ``.add()``, ``.delete()``.
+
+One object holds the model and the index, so a batch of questions loads them once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from index.documents import Document, read_paths
+from index.home import DataHome
+from index.index import Index, IndexReport
+from index.lexical import tokenize, words
+from index.store import DocumentInfo
+from rag.answer import Answer, compose
+from rag.params import Params
+from rag.retriever import RetrievedChunk, TanyaRetriever, collect_candidates, rank_chunks
+
+MAX_QUESTION_CHARS = 2000
+
+# A follow-up that leans on the previous question ("Siapa dia?", "What did he say next?").
+_REFERRING_WORDS = frozenset("""
+    dia ia beliau mereka nya tersebut itu he she they him her his their them it its this that these
+    those
+    """.split())
+
+
+class QuestionError(ValueError):
+    """The question cannot be asked (empty or too long); the message is for the user."""
+
+
+def check_question(question: str) -> str:
+    question = (question or "").strip()
+    if not question:
+        raise QuestionError("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise QuestionError(f"the question has {len(question):,} characters; the limit is {MAX_QUESTION_CHARS:,}")
+    return question
+
+
+def with_context(question: str, history: Sequence[str]) -> str:
+    """Carry the previous question's terms into a short or pronoun-only follow-up."""
+    if not history:
+        return question
+    refers = any(w in _REFERRING_WORDS for w in words(question))
+    if refers or len(tokenize(question)) <= 2:
+        return f"{history[-1]} {question}"
+    return question
+
+
+class Tanya:
+    def __init__(self, index: Index, params: Params | None = None) -> None:
+        self.index = index
+        self.params = params or Params.load()
+
+    @classmethod
+    def open(cls, home: Path | str | None = None, chroma_url: str | None = None) -> Tanya:
+        return cls(Index(DataHome.resolve(home, chroma_url)))
+
+    def close(self) -> None:
+        self.index.close()
+
+    def add(self, docs: Sequence[Document], progress: bool = False) -> IndexReport:
+        return self.index.add(list(docs), progress=progress)
+
+    def add_paths(self, paths: Sequence[Path | str], progress: bool = False) -> IndexReport:
+        return self.add(read_paths([Path(p) for p in paths]), progress=progress)
+
+    def delete(self, doc_id: str) -> bool:
+        return self.index.delete(doc_id)
+
+    def documents(self) -> list[DocumentInfo]:
+        return self.index.store.list()
+
+    def document(self, doc_id: str) -> Document | None:
+        return self.index.store.get(doc_id)
+
+    def retrieve(self, query: str, k: int = 10) -> list[RetrievedChunk]:
+        cands = collect_candidates(self.index, check_question(query))
+        return rank_chunks(self.index, cands, self.params.for_language(cands.lang), k)
+
+    def ask(self, question: str, history: Sequence[str] = ()) -> Answer:
+        question = check_question(question)
+        cands = collect_candidates(self.index, with_context(question, history))
+        return compose(self.index, question, cands, self.params.for_language(cands.lang))
+
+    def as_retriever(self, similarity_top_k: int = 10) -> TanyaRetriever:
+        return TanyaRetriever(self.index, self.params, similarity_top_k)

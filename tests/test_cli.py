@@ -1,0 +1,101 @@
+"""The `tanya` console script, run as a user runs it (real process, real model, real Chroma)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import CORPUS, KIRBY_DOC, THOMAS_DOC, run_cli
+
+QUESTIONS = ["Siapa juru bicara Departemen Luar Negeri AS?",
+             "Who is the spokesman of the US State Department?",
+             "Berapa orang tewas dalam serangan terhadap konvoi bantuan?"]
+
+
+@pytest.fixture(scope="module")
+def cli_home(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Path:
+    home = tmp_path_factory.mktemp("cli-home")
+    result = run_cli("index", str(CORPUS), home=home)
+    assert result.returncode == 0, result.stderr
+    assert "2 added, 0 updated, 0 unchanged" in result.stdout
+    assert "indexing" in result.stderr  # the progress bar
+    return home
+
+
+def texts_by_doc() -> dict[str, str]:
+    return {p.stem: p.read_text(encoding="utf-8") for p in CORPUS.glob("*.txt")}
+
+
+def test_ask_json_batch_reads_one_question_per_line(cli_home: Path) -> None:
+    result = run_cli("ask", "--json", "-", home=cli_home, stdin="\n".join(QUESTIONS) + "\n\n")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["question"] for r in rows] == QUESTIONS
+    texts = texts_by_doc()
+    for row in rows:
+        assert set(row) >= {"question", "answer", "abstained", "citations"}
+        for c in row["citations"]:
+            assert set(c) >= {"n", "doc_id", "title", "sentence", "start", "end", "score"}
+            assert texts[c["doc_id"]][c["start"] : c["end"]] == c["sentence"]
+            assert f"[{c['n']}]" in row["answer"]
+    kirby = rows[0]
+    assert not kirby["abstained"] and "Kirby" in " ".join(c["sentence"] for c in kirby["citations"])
+
+
+def test_ask_prints_answer_with_citations_listed(cli_home: Path) -> None:
+    result = run_cli("ask", QUESTIONS[0], home=cli_home)
+    assert result.returncode == 0, result.stderr
+    assert "[1]" in result.stdout and KIRBY_DOC in result.stdout
+
+
+def test_retrieve_docs_show_delete(cli_home: Path, tmp_path: Path) -> None:
+    retrieved = run_cli("retrieve", "Kolonel John J. Thomas", "--k", "3", "--json", home=cli_home)
+    assert retrieved.returncode == 0, retrieved.stderr
+    hits = [json.loads(line) for line in retrieved.stdout.splitlines()]
+    assert len(hits) == 3 and hits[0]["doc_id"] == THOMAS_DOC
+    texts = texts_by_doc()
+    assert all(texts[h["doc_id"]][h["start"] : h["end"]] == h["text"] for h in hits)
+
+    docs = run_cli("docs", home=cli_home)
+    assert docs.returncode == 0 and KIRBY_DOC in docs.stdout and THOMAS_DOC in docs.stdout
+    shown = run_cli("show", KIRBY_DOC, home=cli_home)
+    assert shown.stdout.rstrip("\n") == texts[KIRBY_DOC].rstrip("\n")
+
+
+@pytest.mark.parametrize("args", [
+    ("index", "/nonexistent/path"),
+    ("ask", "   "),
+    ("show", "no-such-doc"),
+    ("delete", "no-such-doc"),
+])
+def test_user_errors_exit_non_zero_with_one_line_and_no_traceback(cli_home: Path, args: tuple[str, ...]) -> None:
+    result = run_cli(*args, home=cli_home)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("tanya: error:")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_file_in_a_batch_keeps_the_index_intact(cli_home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "baru", "text": "Teks baru."}\n{"id": 5\n', encoding="utf-8")
+    result = run_cli("index", str(bad), home=cli_home)
+    assert result.returncode != 0 and "bad.jsonl:2" in result.stderr and "Traceback" not in result.stderr
+    docs = run_cli("docs", "--json", home=cli_home)
+    assert sorted(json.loads(line)["doc_id"] for line in docs.stdout.splitlines()) == [KIRBY_DOC, THOMAS_DOC]
+
+
+def test_chat_answers_a_follow_up(cli_home: Path) -> None:
+    result = run_cli("chat", home=cli_home, stdin="Siapa juru bicara Central Command AS?\nApa pangkatnya?\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("[1]") >= 2 and "Thomas" in result.stdout
+
+
+def test_delete_via_cli(tmp_path: Path, model_dir: Path) -> None:
+    home = tmp_path / "home"
+    assert run_cli("index", str(CORPUS / f"{THOMAS_DOC}.txt"), home=home).returncode == 0
+    result = run_cli("delete", THOMAS_DOC, home=home)
+    assert result.returncode == 0 and f"deleted {THOMAS_DOC}" in result.stdout
+    assert THOMAS_DOC not in run_cli("docs", home=home).stdout

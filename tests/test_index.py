@@ -1,0 +1,112 @@
+"""Indexing through the Python API against real Chroma (embedded) and the real model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from index.documents import InputError, make_document, read_paths
+from index.index import Index
+from rag.tanya import Tanya
+from tests.helpers import CORPUS, KIRBY_DOC, THOMAS_DOC
+
+
+def assert_consistent(index: Index) -> None:
+    """Documents, sentence offsets, Chroma (both collections) and BM25 all agree."""
+    _, sentences, chunks = index.store.counts()
+    assert index.vectors.chunk_collection.count() == chunks
+    assert index.vectors.sentence_collection.count() == sentences
+    assert len(index.bm25) == chunks
+    stored = {d.doc_id for d in index.store.list()}
+    assert index.vectors.document_ids() == stored
+    assert {doc_id for doc_id, _ in index.bm25.keys} == stored
+    for doc_id in stored:
+        text = index.store.text(doc_id)
+        for span in index.spans(doc_id):
+            assert text[span.start : span.end] == span.text
+
+
+def test_index_the_seed_corpus_then_reindex_without_duplicates(home: Path) -> None:
+    tanya = Tanya.open(home)
+    first = tanya.add_paths([CORPUS])
+    assert sorted(first.added) == [KIRBY_DOC, THOMAS_DOC] and first.chunks > 0
+    counts = tanya.index.store.counts()
+    again = tanya.add_paths([CORPUS])
+    assert again.added == [] and again.updated == [] and len(again.unchanged) == 2 and again.chunks == 0
+    assert tanya.index.store.counts() == counts
+    assert_consistent(tanya.index)
+    # A fresh process sees the same index.
+    tanya.close()
+    reopened = Tanya.open(home)
+    assert [d.doc_id for d in reopened.documents()] == [KIRBY_DOC, THOMAS_DOC]
+    assert_consistent(reopened.index)
+
+
+def test_changed_document_is_replaced_everywhere(home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "berita.txt").write_text("Judul Lama\nPresiden meresmikan jembatan baru di Kupang. "
+                                       "Jembatan itu sepanjang 300 meter.", encoding="utf-8")
+    tanya = Tanya.open(home)
+    tanya.add_paths([folder])
+    (folder / "berita.txt").write_text("Judul Baru\nGubernur membuka pasar ikan di Ambon.", encoding="utf-8")
+    report = tanya.add_paths([folder])
+    assert report.updated == ["berita"]
+    assert tanya.document("berita").title == "Judul Baru"
+    assert "Kupang" not in " ".join(c.text for c in tanya.retrieve("jembatan Kupang", k=5))
+    assert_consistent(tanya.index)
+
+
+def test_delete_removes_a_document_everywhere(home: Path) -> None:
+    tanya = Tanya.open(home)
+    tanya.add_paths([CORPUS])
+    assert tanya.delete(THOMAS_DOC)
+    assert not tanya.delete(THOMAS_DOC)
+    assert [d.doc_id for d in tanya.documents()] == [KIRBY_DOC]
+    assert all(c.doc_id == KIRBY_DOC for c in tanya.retrieve("Kolonel John J. Thomas Central Command", k=10))
+    assert_consistent(tanya.index)
+
+
+def test_jsonl_input_with_metadata(home: Path, tmp_path: Path) -> None:
+    path = tmp_path / "news.jsonl"
+    rows = [{"id": "a-1", "title": "Banjir Jakarta", "date": "2020-01-02", "source": "contoh.id",
+             "text": "Banjir melanda Jakarta pada 1 Januari 2020. Ribuan warga mengungsi."},
+            {"id": "a-2", "text": "Gempa bumi mengguncang Lombok. Tidak ada korban jiwa."}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    tanya = Tanya.open(home)
+    tanya.add_paths([path])
+    info = {d.doc_id: d for d in tanya.documents()}
+    assert info["a-1"].title == "Banjir Jakarta" and info["a-1"].date == "2020-01-02"
+    assert info["a-2"].title == "Gempa bumi mengguncang Lombok. Tidak ada korban jiwa."
+    answer = tanya.ask("Berapa warga yang mengungsi karena banjir Jakarta?")
+    assert answer.abstained or answer.citations[0].doc_id == "a-1"
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("kosong.txt", b"   \n", "empty"),
+    ("biner.txt", b"\x00\x01\x02binary", "binary"),
+    ("latin1.txt", "Caf\u00e9 ol\u00e9".encode("latin-1"), "not UTF-8"),
+    ("rusak.jsonl", b'{"id": "x", "text": "baik"}\n{not json\n', "rusak.jsonl:2"),
+    ("tanpa-id.jsonl", b'{"text": "tanpa id"}\n', "'id' and 'text'"),
+    ("data.pdf", b"%PDF-1.4", "unsupported file type"),
+])
+def test_bad_input_is_rejected_and_nothing_indexed_is_lost(home: Path, tmp_path: Path, name: str,
+                                                            content: bytes, message: str) -> None:
+    tanya = Tanya.open(home)
+    tanya.add_paths([CORPUS])
+    before = tanya.index.store.counts()
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        tanya.add_paths([CORPUS, bad])
+    assert tanya.index.store.counts() == before
+    assert_consistent(tanya.index)
+
+
+def test_document_ids_and_paths_are_validated() -> None:
+    with pytest.raises(InputError, match="invalid document id"):
+        make_document("../etc/passwd", "teks")
+    with pytest.raises(InputError, match="no such file"):
+        read_paths([Path("/nonexistent/folder")])

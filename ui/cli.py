@@ -1,0 +1,197 @@
+"""The ``tanya`` command line: index, ask, retrieve, docs, show, delete, chat, provision."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import index  # noqa: F401  (offline switches first)
+from index.documents import InputError
+from index.index import IndexBusy
+from index.vectors import StoreUnavailable
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+USER_ERRORS = (InputError, IndexBusy, StoreUnavailable, ValueError)
+
+
+def _open(args: argparse.Namespace):
+    from rag.tanya import Tanya
+
+    return Tanya.open(args.home, args.chroma_url)
+
+
+def _print_answer(answer, out=sys.stdout) -> None:
+    print(answer.answer, file=out)
+    if answer.citations:
+        print(file=out)
+        for c in answer.citations:
+            print(f"[{c.n}] {c.title} ({c.doc_id}, chars {c.start}-{c.end})", file=out)
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from index.documents import read_paths
+
+    docs = read_paths([Path(p) for p in args.paths])  # validate everything before touching the index
+    tanya = _open(args)
+    report = tanya.add(docs, progress=not args.quiet)
+    docs_n, sentences_n, chunks_n = tanya.index.store.counts()
+    print(f"{report.summary()}. Index: {docs_n} documents, {sentences_n} sentences, {chunks_n} chunks.")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from rag.tanya import QuestionError, check_question
+
+    tanya = _open(args)
+    if args.question == "-":
+        # One question per stdin line -> one JSON object per stdout line (the batch contract).
+        for line in sys.stdin:
+            question = line.strip()
+            if not question:
+                continue
+            try:
+                row = tanya.ask(question).to_json()
+            except QuestionError as exc:
+                row = {"question": question[:200], "error": str(exc), "answer": "", "abstained": True,
+                       "citations": []}
+            print(json.dumps(row, ensure_ascii=False), flush=True)
+        return 0
+    answer = tanya.ask(check_question(args.question))
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+    else:
+        _print_answer(answer)
+    return 0
+
+
+def cmd_retrieve(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    tanya = _open(args)
+    hits = tanya.retrieve(args.query, k=args.k)
+    if args.json:
+        titles = tanya.index.store.titles({h.doc_id for h in hits}) if hits else {}
+        for h in hits:
+            print(json.dumps({**asdict(h), "title": titles[h.doc_id][0]}, ensure_ascii=False))
+        return 0
+    for h in hits:
+        snippet = " ".join(h.text.split())
+        print(f"{h.rank:>2}. {h.score:.3f}  {h.doc_id}#{h.chunk} [{h.start}:{h.end}]  "
+              f"dense {h.dense:.3f} bm25 {h.bm25:.2f}\n    {snippet[:160]}")
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    docs = _open(args).documents()
+    if args.json:
+        from dataclasses import asdict
+
+        for d in docs:
+            print(json.dumps(asdict(d), ensure_ascii=False))
+        return 0
+    for d in docs:
+        print(f"{d.doc_id}\t{d.sentences} sentences\t{d.date or '-'}\t{d.title[:80]}")
+    print(f"{len(docs)} documents", file=sys.stderr)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    doc = _open(args).document(args.doc_id)
+    if doc is None:
+        raise InputError(f"no document with id {args.doc_id!r} (see `tanya docs`)")
+    print(doc.text)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    if not _open(args).delete(args.doc_id):
+        raise InputError(f"no document with id {args.doc_id!r} (see `tanya docs`)")
+    print(f"deleted {args.doc_id}")
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from rag.tanya import QuestionError
+
+    tanya = _open(args)
+    history: list[str] = []
+    print("Tanya: ask about the articles in the corpus (Ctrl-D to leave).")
+    while True:
+        try:
+            question = input("\n> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if not question:
+            continue
+        try:
+            answer = tanya.ask(question, history=history)
+        except QuestionError as exc:
+            print(f"error: {exc}")
+            continue
+        history.append(question)
+        _print_answer(answer)
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    from index.home import DataHome
+    from index.model import provision
+
+    target = DataHome.resolve(args.home).model_dir
+    provision(target)
+    print(f"model ready in {target}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tanya", description="Ask Indonesian news articles; answers cite "
+                                     "their exact source sentences. Runs offline.")
+    parser.add_argument("--home", help="data home (default: $TANYA_HOME or ~/.local/share/tanya)")
+    parser.add_argument("--chroma-url", help="use a `chroma run` server, e.g. http://127.0.0.1:8000 "
+                        "(default: $TANYA_CHROMA_URL, else embedded Chroma in the data home)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("index", cmd_index, "index folders of .txt/.md files or .jsonl files (incremental)")
+    p.add_argument("paths", nargs="+", help="folder, .txt/.md file or .jsonl file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p = add("ask", cmd_ask, "answer a question with cited sentences ('-' reads one question per stdin line "
+            "and writes JSON lines)")
+    p.add_argument("question")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    p = add("retrieve", cmd_retrieve, "show the ranked chunks for a query (hybrid retrieval only)")
+    p.add_argument("query")
+    p.add_argument("-k", "--k", type=int, default=10)
+    p.add_argument("--json", action="store_true")
+    p = add("docs", cmd_docs, "list the indexed documents")
+    p.add_argument("--json", action="store_true")
+    p = add("show", cmd_show, "print a document's text")
+    p.add_argument("doc_id")
+    p = add("delete", cmd_delete, "remove a document from the index")
+    p.add_argument("doc_id")
+    add("chat", cmd_chat, "a conversation in the terminal (follow-up questions use the previous ones)")
+    add("provision", cmd_provision, "convert the bundled embedding model (done automatically on first use)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as exc:
+        print(f"tanya: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
