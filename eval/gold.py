@@ -28,7 +28,7 @@ class GoldQuestion:
     id: str
     question: str
     lang: str
-    doc: str | None
+    doc: str | list[str] | None  # the document(s) an answer may cite
     evidence: str | None
     answer: list[str]
     answerable: bool
@@ -49,7 +49,8 @@ class GoldResult:
     def correct(self) -> bool:
         if not self.gold.answerable:
             return self.answer.abstained
-        from_doc = any(c.doc_id == self.gold.doc for c in self.answer.citations)
+        docs = [self.gold.doc] if isinstance(self.gold.doc, str) else self.gold.doc or []
+        from_doc = any(c.doc_id in docs for c in self.answer.citations)
         return not self.answer.abstained and from_doc and contains_answer(self.cited_text, self.gold.answer)
 
     @property

@@ -14,14 +14,15 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
-from index.lexical import tokenize
+from index.lexical import ANALYZER, tokenize
 
 ChunkKey = tuple[str, int]  # (doc_id, chunk index)
 
 
 class BM25Index:
-    def __init__(self, model: bm25s.BM25 | None, keys: list[ChunkKey]) -> None:
+    def __init__(self, model: bm25s.BM25 | None, keys: list[ChunkKey], analyzer: str = ANALYZER) -> None:
         self._model = model
+        self.analyzer = analyzer  # the token analysis this index was built with
         self.keys = keys
         self._row_of = {key: row for row, key in enumerate(keys)}
         self._vocab: dict[str, int] = model.vocab_dict if model is not None else {}
@@ -43,6 +44,7 @@ class BM25Index:
         if self._model is not None:
             self._model.save(str(staging))
         (staging / "keys.json").write_text(json.dumps(self.keys), encoding="utf-8")
+        (staging / "analyzer.txt").write_text(self.analyzer, encoding="utf-8")
         old = folder.with_name(folder.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         if folder.exists():
@@ -57,17 +59,17 @@ class BM25Index:
             return cls(None, [])
         keys = [tuple(k) for k in json.loads(keys_file.read_text(encoding="utf-8"))]
         model = bm25s.BM25.load(str(folder)) if keys else None
-        return cls(model, keys)  # type: ignore[arg-type]
+        analyzer_file = folder / "analyzer.txt"
+        analyzer = analyzer_file.read_text(encoding="utf-8") if analyzer_file.exists() else "unknown"
+        return cls(model, keys, analyzer)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
         return len(self.keys)
 
-    def query_terms(self, query: str) -> list[str]:
-        return [t for t in tokenize(query) if t in self._vocab]
-
-    def scores(self, query: str) -> np.ndarray:
-        """BM25 score of every chunk (row order = ``keys``); zeros when no query term is known."""
-        terms = self.query_terms(query)
+    def scores(self, query_terms: list[str]) -> np.ndarray:
+        """BM25 score of every chunk (row order = ``keys``) for analysed query terms
+        (``index.lexical.content_terms``); zeros when no term is in the index."""
+        terms = [t for t in query_terms if t in self._vocab]
         if self._model is None or not terms:
             return np.zeros(len(self.keys), dtype=np.float32)
         return self._model.get_scores(terms)

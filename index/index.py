@@ -22,6 +22,7 @@ from index.bm25 import BM25Index
 from index.documents import Document, InputError
 from index.embedder import embed_passages, load_embedder
 from index.home import DataHome
+from index.lexical import ANALYZER
 from index.sentences import Span, group_chunks, split_sentences
 from index.store import DocumentStore
 from index.vectors import VectorCollections, chunk_id, connect, sentence_id, vector_node
@@ -55,6 +56,8 @@ class Index:
         self.store = DocumentStore(home.store_path)
         self.vectors = VectorCollections(connect(home))
         self.bm25 = BM25Index.load(home.bm25_dir)
+        if self.bm25.analyzer != ANALYZER or len(self.bm25) != self.store.counts()[2]:
+            self._refresh_stale_bm25()
 
     @property
     def embedder(self) -> BaseEmbedding:
@@ -140,6 +143,15 @@ class Index:
             self.store.delete(doc_id)
             self._rebuild_bm25()
             return True
+
+    def _refresh_stale_bm25(self) -> None:
+        """BM25 from an older analysis (or an interrupted run): rebuild it from the document store, and
+        save it unless another process is writing (it will save its own)."""
+        try:
+            with self.writing():
+                self._rebuild_bm25()
+        except IndexBusy:
+            self.bm25 = BM25Index.build(list(self.store.iter_chunks()))
 
     def _rebuild_bm25(self) -> None:
         self.bm25 = BM25Index.build(list(self.store.iter_chunks()))

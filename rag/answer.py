@@ -108,17 +108,20 @@ def gather_sentences(index: Index, cands: Candidates, params: ScoringParams) -> 
 
 
 REFUSAL_FEATURES = ("top_chunk_dense", "best_sentence_dense", "top_chunk_coverage", "best_sentence_coverage",
-                    "sentence_dense_margin", "answer_type_found")
+                    "sentence_dense_margin", "answer_type_found", "top_chunk_over_background",
+                    "best_sentence_over_background")
 
 
-def refusal_features(ev: SentenceEvidence) -> np.ndarray:
+def refusal_features(cands: Candidates, ev: SentenceEvidence) -> np.ndarray:
     """Evidence strength (see REFUSAL_FEATURES): raw cosines, the share of the question's idf mass
     found in the best chunk and sentence, how far the best stands out from the rest, and whether any
-    candidate sentence offers the kind of answer the question asks for. Nothing here grows or shrinks
-    with the size of the corpus (a margin over the whole candidate pool would)."""
-    return np.array([ev.top_chunk_dense, float(ev.dense.max()), ev.top_chunk_lexical, float(ev.lexical.max()),
-                     float(ev.dense.max() - ev.dense.mean()),
-                     float(ev.answer_type.max()) if ev.has_answer_type else 1.0], dtype=np.float64)
+    candidate sentence offers the kind of answer the question asks for, and the cosines again measured
+    from the question's own background level. Nothing here grows or shrinks with the size of the
+    corpus (a margin over the whole candidate pool would)."""
+    best = float(ev.dense.max())
+    return np.array([ev.top_chunk_dense, best, ev.top_chunk_lexical, float(ev.lexical.max()),
+                     best - float(ev.dense.mean()), float(ev.answer_type.max()) if ev.has_answer_type else 1.0,
+                     ev.top_chunk_dense - cands.background, best - cands.background], dtype=np.float64)
 
 
 def answerable_probability(features: np.ndarray, params: ScoringParams) -> float:
@@ -141,7 +144,7 @@ def compose(index: Index, question: str, cands: Candidates, params: ScoringParam
     ev = gather_sentences(index, cands, params)
     if ev is None:
         return Answer(question, refusal, True)
-    confidence = answerable_probability(refusal_features(ev), params)
+    confidence = answerable_probability(refusal_features(cands, ev), params)
     if confidence < params.refusal_threshold:
         return Answer(question, refusal, True, confidence=confidence)
     picked = choose_sentences(ev, params)

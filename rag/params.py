@@ -26,7 +26,7 @@ class ScoringParams:
     extra_sentence_margin: float = 0.05
     chunks_for_sentences: int = 3
     # Refusal: logistic model over evidence features; refuse when P(answerable) < threshold.
-    refusal_weights: list[float] = field(default_factory=lambda: [0.0] * 6)
+    refusal_weights: list[float] = field(default_factory=lambda: [0.0] * 8)
     refusal_bias: float = 1.0
     refusal_threshold: float = 0.5
 

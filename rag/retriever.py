@@ -18,8 +18,9 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from index.bm25 import ChunkKey
 from index.embedder import embed_query
 from index.index import Index
-from index.lexical import language
+from index.lexical import content_terms, language
 from index.vectors import chunk_id
+from rag.background import background_level
 from rag.params import Params, ScoringParams
 
 CANDIDATES_PER_SIDE = 50
@@ -35,12 +36,13 @@ class Candidates:
     keys: list[ChunkKey]
     dense: np.ndarray  # cosine of each candidate chunk
     bm25: np.ndarray  # BM25 score of each candidate chunk
+    background: float  # the question's mean cosine to generic news (rag/background.py)
 
     def without_doc(self, doc_id: str) -> Candidates:
         """The same query as if ``doc_id`` were not in the corpus (for refusal calibration)."""
         keep = [i for i, k in enumerate(self.keys) if k[0] != doc_id]
         return Candidates(self.query, self.query_vec, self.lang, [self.keys[i] for i in keep],
-                          self.dense[keep], self.bm25[keep])
+                          self.dense[keep], self.bm25[keep], self.background)
 
     def fused(self, params: ScoringParams) -> np.ndarray:
         if not self.keys:
@@ -61,9 +63,10 @@ def scale_to_max(values: np.ndarray) -> np.ndarray:
 
 
 def collect_candidates(index: Index, query: str, per_side: int = CANDIDATES_PER_SIDE) -> Candidates:
+    lang = language(query)
     query_vec = embed_query(index.embedder, query)
     dense_hits = {(d, c): cos for d, c, cos in index.vectors.query_chunks(query_vec, per_side)}
-    all_bm25 = index.bm25.scores(query)
+    all_bm25 = index.bm25.scores(content_terms(query, lang))  # English: only names and numbers
     bm25_rows = [int(r) for r in np.argsort(-all_bm25)[:per_side] if all_bm25[r] > 0]
     keys = list(dense_hits)
     keys += [k for k in (index.bm25.keys[r] for r in bm25_rows) if k not in dense_hits]
@@ -75,7 +78,8 @@ def collect_candidates(index: Index, query: str, per_side: int = CANDIDATES_PER_
     rows = [index.bm25.row(k) for k in keys]
     bm25 = np.array([all_bm25[r] if r is not None else 0.0 for r in rows], dtype=np.float32)
     dense = np.array([dense_hits[k] for k in keys], dtype=np.float32)
-    return Candidates(query, query_vec, language(query), keys, dense, bm25)
+    background = background_level(index.embedder, query_vec)
+    return Candidates(query, query_vec, lang, keys, dense, bm25, background)
 
 
 @dataclass

@@ -41,6 +41,8 @@ def test_facqa_valid(facqa_tanya: Tanya) -> None:
     cited_first = sum(bool(a.citations) and a.citations[0].doc_id == it.doc_id for a, it in pairs)
     answer_in = sum(contains_answer(" ".join(c.sentence for c in a.citations), it.answers) for a, it in pairs)
     refused = sum(a.abstained for a in answers)
+    print(f"FacQA valid: cited first {cited_first / len(valid):.3f}, answer in citations "
+          f"{answer_in / len(valid):.3f}, refused {refused / len(valid):.3f}")
     assert cited_first / len(valid) >= FLOORS["facqa_cited_first"]
     assert answer_in / len(valid) >= FLOORS["facqa_answer_in"]
     assert refused / len(valid) <= FLOORS["facqa_refused_max"]
@@ -49,10 +51,10 @@ def test_facqa_valid(facqa_tanya: Tanya) -> None:
 
 
 FLOORS = {
-    "seed_id": 0.85,
+    "seed_id": 0.9,
     "seed_en": 0.5,
-    "seed_refused": 0.8,
-    "facqa_cited_first": 0.68,
-    "facqa_answer_in": 0.72,
-    "facqa_refused_max": 0.08,
+    "seed_refused": 0.5,
+    "facqa_cited_first": 0.70,
+    "facqa_answer_in": 0.74,
+    "facqa_refused_max": 0.07,
 }
