@@ -90,9 +90,12 @@ def gather_sentences(index: Index, cands: Candidates, params: ScoringParams) -> 
     refs = [r for r in refs if sentence_id(r.doc_id, r.idx) in vectors]
     if not refs:
         return None
-    weights = {t: index.bm25.idf(t) for t in set(content_terms(cands.query, cands.lang))}
+    # Retrieval used the whole context (a follow-up carries the previous question); what a sentence
+    # must offer comes from the question itself, while the chunk must cover the whole context.
+    weights = {t: index.bm25.idf(t) for t in set(content_terms(cands.focus, cands.lang))}
+    context_weights = {t: index.bm25.idf(t) for t in set(content_terms(cands.query, cands.lang))}
     texts = [index.store.text(r.doc_id)[r.start : r.end] for r in refs]
-    kind = question_type(cands.query)
+    kind = question_type(cands.focus)
     top = cands.keys[order[0]]
     top_start, top_end = index.store.chunk_span(*top)
     return SentenceEvidence(
@@ -100,10 +103,10 @@ def gather_sentences(index: Index, cands: Candidates, params: ScoringParams) -> 
         dense=np.array([vectors[sentence_id(r.doc_id, r.idx)] @ cands.query_vec for r in refs], dtype=np.float32),
         lexical=np.array([lexical_coverage(weights, t) for t in texts], dtype=np.float32),
         chunk_score=np.array([chunk_rank_score[(r.doc_id, r.chunk)] for r in refs], dtype=np.float32),
-        answer_type=np.array([offers_answer(kind, t, cands.query) for t in texts], dtype=np.float32),
+        answer_type=np.array([offers_answer(kind, t, cands.focus) for t in texts], dtype=np.float32),
         has_answer_type=kind is not None,
         top_chunk_dense=float(cands.dense[order[0]]),
-        top_chunk_lexical=lexical_coverage(weights, index.store.text(top[0])[top_start:top_end]),
+        top_chunk_lexical=lexical_coverage(context_weights, index.store.text(top[0])[top_start:top_end]),
     )
 
 

@@ -37,12 +37,16 @@ class Candidates:
     dense: np.ndarray  # cosine of each candidate chunk
     bm25: np.ndarray  # BM25 score of each candidate chunk
     background: float  # the question's mean cosine to generic news (rag/background.py)
+    focus: str = ""  # the question itself when `query` also carries a follow-up's context
+
+    def __post_init__(self) -> None:
+        self.focus = self.focus or self.query
 
     def without_doc(self, doc_id: str) -> Candidates:
         """The same query as if ``doc_id`` were not in the corpus (for refusal calibration)."""
         keep = [i for i, k in enumerate(self.keys) if k[0] != doc_id]
         return Candidates(self.query, self.query_vec, self.lang, [self.keys[i] for i in keep],
-                          self.dense[keep], self.bm25[keep], self.background)
+                          self.dense[keep], self.bm25[keep], self.background, self.focus)
 
     def fused(self, params: ScoringParams) -> np.ndarray:
         if not self.keys:
@@ -62,7 +66,7 @@ def scale_to_max(values: np.ndarray) -> np.ndarray:
     return values / top if top > 0 else np.zeros_like(values)
 
 
-def collect_candidates(index: Index, query: str, per_side: int = CANDIDATES_PER_SIDE) -> Candidates:
+def collect_candidates(index: Index, query: str, per_side: int = CANDIDATES_PER_SIDE, focus: str = "") -> Candidates:
     lang = language(query)
     query_vec = embed_query(index.embedder, query)
     dense_hits = {(d, c): cos for d, c, cos in index.vectors.query_chunks(query_vec, per_side)}
@@ -79,7 +83,7 @@ def collect_candidates(index: Index, query: str, per_side: int = CANDIDATES_PER_
     bm25 = np.array([all_bm25[r] if r is not None else 0.0 for r in rows], dtype=np.float32)
     dense = np.array([dense_hits[k] for k in keys], dtype=np.float32)
     background = background_level(index.embedder, query_vec)
-    return Candidates(query, query_vec, lang, keys, dense, bm25, background)
+    return Candidates(query, query_vec, lang, keys, dense, bm25, background, focus)
 
 
 @dataclass

@@ -82,7 +82,7 @@ class Tanya:
 
     def ask(self, question: str, history: Sequence[str] = ()) -> Answer:
         question = check_question(question)
-        cands = collect_candidates(self.index, with_context(question, history))
+        cands = collect_candidates(self.index, with_context(question, history), focus=question)
         return compose(self.index, question, cands, self.params.for_language(cands.lang))
 
     def as_retriever(self, similarity_top_k: int = 10) -> TanyaRetriever:
