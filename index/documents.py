@@ -58,8 +58,16 @@ def make_document(doc_id: str, text: object, title: object = None, date: object 
     for name, value in (("title", title), ("date", date), ("source", source)):
         if value is not None and not isinstance(value, str):
             raise InputError(f"{where}: '{name}' must be a string")
+    return Document(doc_id, text, (title or title_from_text(text))[:300], date or None, source or None)  # type: ignore[arg-type]
+
+
+def title_from_text(text: str, limit: int = 100) -> str:
+    """The first line; when that is a whole paragraph (no headline), its first words and an ellipsis."""
     first_line = text.strip().split("\n", 1)[0].strip()
-    return Document(doc_id, text, (title or first_line)[:300], date or None, source or None)  # type: ignore[arg-type]
+    if len(first_line) <= limit:
+        return first_line
+    cut = first_line.rfind(" ", 0, limit)
+    return first_line[: cut if cut > limit // 2 else limit].rstrip(" ,;:–-") + "…"
 
 
 def read_text_file(path: Path, doc_id: str | None = None) -> Document:

@@ -99,3 +99,9 @@ def test_delete_via_cli(tmp_path: Path, model_dir: Path) -> None:
     result = run_cli("delete", THOMAS_DOC, home=home)
     assert result.returncode == 0 and f"deleted {THOMAS_DOC}" in result.stdout
     assert THOMAS_DOC not in run_cli("docs", home=home).stdout
+
+
+def test_asking_an_empty_index_says_how_to_fill_it(tmp_path: Path, model_dir: Path) -> None:
+    result = run_cli("ask", "Siapa juru bicara?", home=tmp_path / "empty-home")
+    assert result.returncode == 1 and "is empty: run `tanya index PATH` first" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -110,3 +110,12 @@ def test_document_ids_and_paths_are_validated() -> None:
         make_document("../etc/passwd", "teks")
     with pytest.raises(InputError, match="no such file"):
         read_paths([Path("/nonexistent/folder")])
+
+
+def test_titles_come_from_the_first_line_and_stay_short() -> None:
+    assert make_document("a", "Judul Singkat\nIsi berita.").title == "Judul Singkat"
+    long_first_line = "WASHINGTON, (Panjimas.com) – Tidak ada rencana kerjasama militer AS-Rusia untuk merebut " \
+                      "kembali ibukota Islamic State(IS) Raqqa dan kota Palmyra."
+    title = make_document("b", long_first_line).title
+    assert title.endswith("…") and len(title) <= 101 and long_first_line.startswith(title[:-1])
+    assert make_document("c", "Isi", title="Judul dari metadata").title == "Judul dari metadata"

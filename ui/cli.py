@@ -18,10 +18,14 @@ EXIT_ERROR = 1
 USER_ERRORS = (InputError, IndexBusy, StoreUnavailable, ValueError)
 
 
-def _open(args: argparse.Namespace):
+def _open(args: argparse.Namespace, need_documents: bool = False):
+    """Open the index (imports are lazy so `tanya --help` stays instant)."""
     from rag.tanya import Tanya
 
-    return Tanya.open(args.home, args.chroma_url)
+    tanya = Tanya.open(args.home, args.chroma_url)
+    if need_documents and tanya.index.store.counts()[0] == 0:
+        raise InputError(f"the index in {tanya.index.home.root} is empty: run `tanya index PATH` first")
+    return tanya
 
 
 def _print_answer(answer, out=sys.stdout) -> None:
@@ -46,7 +50,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_ask(args: argparse.Namespace) -> int:
     from rag.tanya import QuestionError, check_question
 
-    tanya = _open(args)
+    tanya = _open(args, need_documents=True)
     if args.question == "-":
         # One question per stdin line -> one JSON object per stdout line (the batch contract).
         for line in sys.stdin:
@@ -71,7 +75,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_retrieve(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    tanya = _open(args)
+    tanya = _open(args, need_documents=True)
     hits = tanya.retrieve(args.query, k=args.k)
     if args.json:
         titles = tanya.index.store.titles({h.doc_id for h in hits}) if hits else {}
@@ -117,7 +121,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     from rag.tanya import QuestionError
 
-    tanya = _open(args)
+    tanya = _open(args, need_documents=True)
     history: list[str] = []
     print("Tanya: ask about the articles in the corpus (Ctrl-D to leave).")
     while True:
