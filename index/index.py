@@ -45,7 +45,7 @@ class IndexReport:
 
     def summary(self) -> str:
         return (f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} unchanged; "
-                f"{self.sentences} sentences in {self.chunks} chunks embedded in {self.seconds:.1f} s")
+                f"{self.sentences} sentences in {self.chunks} chunks embedded; {self.seconds:.1f} s")
 
 
 class Index:

@@ -83,16 +83,18 @@ class VectorCollections:
                 for n, s in zip(result.nodes or [], result.similarities or [], strict=True)]
 
     def sentence_vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
-        if not ids:
-            return {}
-        found = self.sentence_collection.get(ids=ids, include=["embeddings"])
-        return {i: np.asarray(e, dtype=np.float32) for i, e in zip(found["ids"], found["embeddings"], strict=True)}
+        return _stored_vectors(self.sentence_collection, ids)
 
     def chunk_vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
-        if not ids:
-            return {}
-        found = self.chunk_collection.get(ids=ids, include=["embeddings"])
-        return {i: np.asarray(e, dtype=np.float32) for i, e in zip(found["ids"], found["embeddings"], strict=True)}
+        return _stored_vectors(self.chunk_collection, ids)
+
+
+def _stored_vectors(collection: chromadb.Collection, ids: list[str]) -> dict[str, np.ndarray]:
+    """Stored embeddings by id (ids that no longer exist are simply absent)."""
+    if not ids:
+        return {}
+    found = collection.get(ids=ids, include=["embeddings"])
+    return {i: np.asarray(e, dtype=np.float32) for i, e in zip(found["ids"], found["embeddings"], strict=True)}
 
 
 def chunk_id(doc_id: str, chunk: int) -> str:

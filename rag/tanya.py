@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from index.documents import Document, read_paths
+from index.documents import Document, InputError, read_paths
 from index.home import DataHome
 from index.index import Index, IndexReport
 from index.lexical import tokenize, words
@@ -18,6 +18,7 @@ from rag.params import Params
 from rag.retriever import RetrievedChunk, TanyaRetriever, collect_candidates, rank_chunks
 
 MAX_QUESTION_CHARS = 2000
+MAX_K = 1000
 
 # A follow-up that leans on the previous question ("Siapa dia?", "What did he say next?").
 _REFERRING_WORDS = frozenset("""
@@ -26,7 +27,7 @@ _REFERRING_WORDS = frozenset("""
     """.split())
 
 
-class QuestionError(ValueError):
+class QuestionError(InputError):
     """The question cannot be asked (empty or too long); the message is for the user."""
 
 
@@ -77,6 +78,8 @@ class Tanya:
         return self.index.store.get(doc_id)
 
     def retrieve(self, query: str, k: int = 10) -> list[RetrievedChunk]:
+        if not 1 <= k <= MAX_K:
+            raise InputError(f"k must be between 1 and {MAX_K}")
         cands = collect_candidates(self.index, check_question(query))
         return rank_chunks(self.index, cands, self.params.for_language(cands.lang), k)
 

@@ -67,6 +67,7 @@ def test_retrieve_docs_show_delete(cli_home: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("args", [
     ("index", "/nonexistent/path"),
     ("ask", "   "),
+    ("retrieve", "gencatan senjata", "--k", "0"),
     ("show", "no-such-doc"),
     ("delete", "no-such-doc"),
 ])

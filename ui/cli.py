@@ -15,7 +15,7 @@ from index.vectors import StoreUnavailable
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
-USER_ERRORS = (InputError, IndexBusy, StoreUnavailable, ValueError)
+USER_ERRORS = (InputError, IndexBusy, StoreUnavailable)  # shown as one line; anything else is a bug
 
 
 def _open(args: argparse.Namespace, need_documents: bool = False):
