@@ -202,9 +202,17 @@ def fit_language(tanya: Tanya, train: list[Observed], lang: str) -> ScoringParam
 
 
 def report(tanya: Tanya, observed: list[Observed], params: ScoringParams) -> dict:
+    """Figures for one question set. ``citations_by_fusion`` runs the same sentence scorer on BM25-only
+    and dense-only chunk rankings, so the fusion's share of the citation quality is visible."""
+    by_fusion = {}
+    for mode, weight in (("bm25", 1.0), ("dense", 0.0), ("hybrid", params.bm25_weight)):
+        variant = replace(params, bm25_weight=weight)
+        attach_evidence(tanya, observed, variant)
+        by_fusion[mode] = citation_rates(observed, variant)
     attach_evidence(tanya, observed, params)
     return {"questions": len(observed), "retrieval": retrieval_table(observed, params),
-            **citation_rates(observed, params), "refusal": refusal_report(tanya, observed, params)}
+            **citation_rates(observed, params), "citations_by_fusion": by_fusion,
+            "refusal": refusal_report(tanya, observed, params)}
 
 
 def main(argv: list[str] | None = None) -> int:
