@@ -119,3 +119,16 @@ def test_titles_come_from_the_first_line_and_stay_short() -> None:
     title = make_document("b", long_first_line).title
     assert title.endswith("…") and len(title) <= 101 and long_first_line.startswith(title[:-1])
     assert make_document("c", "Isi", title="Judul dari metadata").title == "Judul dari metadata"
+
+
+def test_a_second_writer_is_refused_with_a_clear_message(home: Path) -> None:
+    from index.home import DataHome
+    from index.index import IndexBusy
+
+    first, second = Index(DataHome.resolve(home)), Index(DataHome.resolve(home))
+    with first.writing():
+        with pytest.raises(IndexBusy, match="another process is writing"):
+            second.add([make_document("x", "Teks baru.")])
+        with pytest.raises(IndexBusy):
+            second.delete("x")
+    assert second.store.counts() == (0, 0, 0)
