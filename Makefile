@@ -28,6 +28,7 @@ run: index
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy index rag ui eval
 
 test: lint
 	$(BIN)/pytest -q

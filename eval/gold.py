@@ -56,7 +56,7 @@ class GoldResult:
     @property
     def evidence_cited(self) -> bool:
         ev = self.gold.evidence
-        return bool(ev) and any(ev in c.sentence for c in self.answer.citations)
+        return ev is not None and any(ev in c.sentence for c in self.answer.citations)
 
 
 def load_gold(path: Path) -> list[GoldQuestion]:

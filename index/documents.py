@@ -58,7 +58,13 @@ def make_document(doc_id: str, text: object, title: object = None, date: object 
     for name, value in (("title", title), ("date", date), ("source", source)):
         if value is not None and not isinstance(value, str):
             raise InputError(f"{where}: '{name}' must be a string")
-    return Document(doc_id, text, (title or title_from_text(text))[:300], date or None, source or None)  # type: ignore[arg-type]
+    for name, value in (("text", text), ("title", title)):
+        try:
+            str(value or "").encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"{where}: '{name}' is not valid Unicode (lone surrogate)") from None
+    return Document(doc_id, text, str(title or title_from_text(text))[:300], str(date) if date else None,
+                    str(source) if source else None)
 
 
 def title_from_text(text: str, limit: int = 100) -> str:

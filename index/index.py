@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from llama_index.core.embeddings import BaseEmbedding
+from llama_index.core.schema import BaseNode
 from tqdm import tqdm
 
 from index.bm25 import BM25Index
@@ -122,12 +123,14 @@ class Index:
         sentence_vecs = iter(embed_passages(self.embedder, sentence_texts))
         for doc, spans, chunks in split:
             chunk_of = {i: c_idx for c_idx, c in enumerate(chunks) for i in range(c.first, c.last + 1)}
-            chunk_nodes = [vector_node(chunk_id(doc.doc_id, ci), doc.doc_id, doc.text[c.start : c.end],
-                                       next(chunk_vecs), chunk=ci, start=c.start, end=c.end)
-                           for ci, c in enumerate(chunks)]
-            sentence_nodes = [vector_node(sentence_id(doc.doc_id, si), doc.doc_id, s.text, next(sentence_vecs),
-                                          sentence=si, chunk=chunk_of[si], start=s.start, end=s.end)
-                              for si, s in enumerate(spans)]
+            chunk_nodes: list[BaseNode] = [
+                vector_node(chunk_id(doc.doc_id, ci), doc.doc_id, doc.text[c.start : c.end], next(chunk_vecs),
+                            chunk=ci, start=c.start, end=c.end)
+                for ci, c in enumerate(chunks)]
+            sentence_nodes: list[BaseNode] = [
+                vector_node(sentence_id(doc.doc_id, si), doc.doc_id, s.text, next(sentence_vecs),
+                            sentence=si, chunk=chunk_of[si], start=s.start, end=s.end)
+                for si, s in enumerate(spans)]
             self.vectors.delete_document(doc.doc_id)
             self.vectors.chunks.add(chunk_nodes)
             self.vectors.sentences.add(sentence_nodes)

@@ -111,7 +111,7 @@ def _nmt_nfkc_charsmap() -> bytes:
         spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=f"{tmp}/m", vocab_size=30,
                                        model_type="unigram", normalization_rule_name="nmt_nfkc",
                                        minloglevel=2)
-        proto = sentencepiece_model_pb2.ModelProto()
+        proto = sentencepiece_model_pb2.ModelProto()  # type: ignore[attr-defined]  # generated code
         proto.ParseFromString(Path(tmp, "m.model").read_bytes())
         return proto.normalizer_spec.precompiled_charsmap
 

@@ -96,7 +96,7 @@ class DocumentStore:
             raise
         self._db.execute("COMMIT")
 
-    def list(self) -> list[DocumentInfo]:
+    def documents(self) -> list[DocumentInfo]:
         rows = self._db.execute(
             "SELECT d.doc_id, d.title, d.date, d.source, "
             "(SELECT COUNT(*) FROM sentences s WHERE s.doc_id = d.doc_id), length(d.text) "

@@ -94,7 +94,8 @@ def _stored_vectors(collection: chromadb.Collection, ids: list[str]) -> dict[str
     if not ids:
         return {}
     found = collection.get(ids=ids, include=["embeddings"])
-    return {i: np.asarray(e, dtype=np.float32) for i, e in zip(found["ids"], found["embeddings"], strict=True)}
+    embeddings = found["embeddings"] if found["embeddings"] is not None else []
+    return {i: np.asarray(e, dtype=np.float32) for i, e in zip(found["ids"], embeddings, strict=True)}
 
 
 def chunk_id(doc_id: str, chunk: int) -> str:

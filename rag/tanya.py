@@ -72,7 +72,7 @@ class Tanya:
         return self.index.delete(doc_id)
 
     def documents(self) -> list[DocumentInfo]:
-        return self.index.store.list()
+        return self.index.store.documents()
 
     def document(self, doc_id: str) -> Document | None:
         return self.index.store.get(doc_id)

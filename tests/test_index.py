@@ -19,7 +19,7 @@ def assert_consistent(index: Index) -> None:
     assert index.vectors.chunk_collection.count() == chunks
     assert index.vectors.sentence_collection.count() == sentences
     assert len(index.bm25) == chunks
-    stored = {d.doc_id for d in index.store.list()}
+    stored = {d.doc_id for d in index.store.documents()}
     assert index.vectors.document_ids() == stored
     assert {doc_id for doc_id, _ in index.bm25.keys} == stored
     for doc_id in stored:
@@ -132,3 +132,10 @@ def test_a_second_writer_is_refused_with_a_clear_message(home: Path) -> None:
         with pytest.raises(IndexBusy):
             second.delete("x")
     assert second.store.counts() == (0, 0, 0)
+
+
+def test_lone_surrogates_in_jsonl_are_rejected(home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "surrogate.jsonl"
+    bad.write_text('{"id": "s", "text": "teks \\ud800 rusak"}\n', encoding="utf-8")
+    with pytest.raises(InputError, match="lone surrogate"):
+        read_paths([bad])
