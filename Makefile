@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup model index run test lint calibrate gold clean
+.PHONY: setup model index run test lint calibrate eval clean
 
 setup: $(STAMP)
 
@@ -37,8 +37,9 @@ test: lint
 calibrate: model
 	$(BIN)/python -m eval.calibrate --home .cache/facqa-home --write
 
-gold: model
-	$(BIN)/python -m eval.gold --home .cache/seed-home -v
+# The eval suite on the seed set and FacQA; the report (Markdown + plots) goes to eval/reports/current.
+eval: model
+	$(BIN)/tanya eval --out eval/reports/current
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

@@ -21,6 +21,7 @@ def default_home() -> Path:
 class DataHome:
     root: Path
     chroma_url: str | None = None  # e.g. http://127.0.0.1:8000; None = embedded Chroma in ``root``
+    model: Path | None = None  # another home's model folder (the eval indexes share the user's model)
 
     @classmethod
     def resolve(cls, root: Path | str | None = None, chroma_url: str | None = None) -> DataHome:
@@ -31,7 +32,9 @@ class DataHome:
     def model_dir(self) -> Path:
         """``TANYA_MODEL_DIR`` lets several homes (tests, benchmarks) share one provisioned model."""
         override = os.environ.get("TANYA_MODEL_DIR")
-        return Path(override) if override else self.root / "models" / "multilingual-e5-small"
+        if override:
+            return Path(override)
+        return self.model or self.root / "models" / "multilingual-e5-small"
 
     @property
     def store_path(self) -> Path:

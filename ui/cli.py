@@ -1,4 +1,4 @@
-"""The ``tanya`` command line: index, ask, retrieve, docs, show, delete, chat, provision."""
+"""The ``tanya`` command line: index, ask, retrieve, docs, show, delete, chat, eval, provision."""
 
 from __future__ import annotations
 
@@ -141,6 +141,23 @@ def cmd_chat(args: argparse.Namespace) -> int:
         _print_answer(answer)
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from eval.runner import evaluate
+    from index.home import DataHome
+
+    sets = [s for s in args.sets.split(",") if s] if args.sets is not None else ([] if args.gold else
+                                                                                  ["seed", "facqa"])
+    evaluate(DataHome.resolve(args.home, args.chroma_url), sets, Path(args.out) if args.out else None,
+             gold=Path(args.gold) if args.gold else None, corpus=Path(args.corpus) if args.corpus else None,
+             limit=args.limit, command="tanya " + " ".join(sys.argv[1:]) if argv_is_cli() else "tanya eval",
+             progress=not args.quiet)
+    return 0
+
+
+def argv_is_cli() -> bool:
+    return Path(sys.argv[0]).name == "tanya"
+
+
 def cmd_provision(args: argparse.Namespace) -> int:
     from index.home import DataHome
     from index.model import provision
@@ -182,6 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("delete", cmd_delete, "remove a document from the index")
     p.add_argument("doc_id")
     add("chat", cmd_chat, "a conversation in the terminal (follow-up questions use the previous ones)")
+    p = add("eval", cmd_eval, "measure retrieval, citations, refusals and latency on gold question sets and "
+            "write a report with plots")
+    p.add_argument("--sets", help="comma-separated built-in sets: seed, facqa (default: both, or none with "
+                   "--gold)")
+    p.add_argument("--gold", help="your own gold questions (JSONL: id, question, lang, doc, evidence, answer, "
+                   "answerable, follows)")
+    p.add_argument("--corpus", help="index this folder/.jsonl for --gold (default: ask the data home's index)")
+    p.add_argument("--out", help="report folder (default: DATA_HOME/eval/reports/TIMESTAMP)")
+    p.add_argument("--limit", type=int, help="ask only the first N questions of each part (a quick look)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add("provision", cmd_provision, "convert the bundled embedding model (done automatically on first use)")
     return parser
 

@@ -1,0 +1,53 @@
+"""Orchestration of ``tanya eval``: build the chosen sets, ask them, print the table, write the report."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from eval.report import terminal_table, write_report
+from eval.suite import EvalSet, custom_set, facqa_set, run_set, seed_set, summarize_by_language
+from index.documents import InputError
+from index.home import DataHome
+from rag.params import Params
+from rag.tanya import Tanya
+
+BUILT_IN_SETS = ("seed", "facqa")
+
+
+def evaluate(home: DataHome, sets: list[str], out_dir: Path | None, gold: Path | None = None,
+             corpus: Path | None = None, limit: int | None = None, command: str = "tanya eval",
+             progress: bool = True) -> Path:
+    unknown = [s for s in sets if s not in BUILT_IN_SETS]
+    if unknown:
+        raise InputError(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(BUILT_IN_SETS)}")
+    if corpus is not None and gold is None:
+        raise InputError("--corpus needs --gold (the questions to ask about it)")
+    for path in (gold, corpus):
+        if path is not None and not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+    eval_root = home.root / "eval"
+    out_dir = out_dir or eval_root / "reports" / time.strftime("%Y%m%d-%H%M%S")
+    model_dir = home.model_dir
+    from index.model import provision
+
+    provision(model_dir)  # no-op when present
+    built: list[EvalSet] = []
+    if "seed" in sets:
+        built.append(seed_set(eval_root, model_dir))
+    if "facqa" in sets:
+        built.append(facqa_set(eval_root, model_dir))
+    if gold is not None:
+        user_index = Tanya.open(home.root, home.chroma_url) if corpus is None else None
+        built.append(custom_set(gold, corpus, eval_root, model_dir, user_index))
+    if limit is not None:  # a quick look: the first questions of each part
+        for s in built:
+            s.parts = [(tanya, questions[:limit]) for tanya, questions in s.parts]
+    runs = {s.name: run_set(s, progress) for s in built}
+    summaries = {name: summarize_by_language(rows) for name, rows in runs.items() if rows}
+    print(terminal_table(summaries))
+    report = write_report(out_dir, runs, summaries, {s.name: s.description for s in built}, Params.load(),
+                          command)
+    print(f"\nreport: {report}", file=sys.stderr)
+    return report
