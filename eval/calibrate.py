@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from eval import facqa
 from eval.metrics import contains_answer, first_rank, mrr_at, recall_at
+from eval.suite import rrf
 from rag.answer import (
     SentenceEvidence,
     answerable_probability,
@@ -64,13 +65,6 @@ def ranks(observed: list[Observed], scores_of) -> list[int | None]:
         order = np.argsort(-scores_of(ob.cands), kind="stable")
         out.append(first_rank([ob.cands.keys[i][0] for i in order], ob.item.doc_id))
     return out
-
-
-def rrf(cands: Candidates, k: float = 60.0) -> np.ndarray:
-    dense_rank = np.argsort(np.argsort(-cands.dense, kind="stable"))
-    bm25_rank = np.argsort(np.argsort(-cands.bm25, kind="stable"))
-    bm25_part = np.where(cands.bm25 > 0, 1.0 / (k + bm25_rank + 1), 0.0)
-    return 1.0 / (k + dense_rank + 1) + bm25_part
 
 
 def retrieval_table(observed: list[Observed], params: ScoringParams) -> dict[str, dict[str, float]]:

@@ -33,6 +33,7 @@ SUMMARY_COLUMNS = [
     ("gold_cited_first", "gold doc cited first", pct),
     ("gold_sentence_cited", "gold sentence cited", pct),
     ("answer_in_citations", "answer in citations", pct),
+    ("answer_in_first_citation", "answer in 1st citation", pct),
     ("refusal_recall", "unanswerable refused", pct),
     ("answerable_refused", "answerable refused", pct),
     ("refusal_precision", "refusal precision", pct),
@@ -54,7 +55,7 @@ def summary_rows(summaries: dict[str, dict[str, dict]]) -> tuple[list[str], list
                 if key in ("refusal_recall", "refusal_precision") and not refusal_known:
                     value = None
                 if key in ("gold_cited_first", "gold_sentence_cited", "answer_in_citations",
-                           "answerable_refused") and not s["answerable"]:
+                           "answer_in_first_citation", "answerable_refused") and not s["answerable"]:
                     value = None
                 cells.append(fmt(value))  # type: ignore[operator]
             rows.append([set_name, LANG_NAMES[lang], *cells])

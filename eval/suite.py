@@ -90,6 +90,12 @@ class QuestionRun(GoldResult):
     def answer_in_citations(self) -> bool:
         return contains_answer(self.cited_text, self.gold.answer)
 
+    @property
+    def answer_in_first_citation(self) -> bool:
+        """The first cited sentence holds the answer, whichever document it comes from (FacQA's passages
+        overlap: the same fact is often in a sibling passage of the same article)."""
+        return bool(self.answer.citations) and contains_answer(self.answer.citations[0].sentence, self.gold.answer)
+
 
 @dataclass
 class EvalSet:
@@ -165,6 +171,7 @@ def summarize(runs: list[QuestionRun]) -> dict:
         "gold_cited_first": share([r.gold_cited_first for r in answerable]),
         "gold_sentence_cited": share([r.gold_sentence_cited for r in answerable]),
         "answer_in_citations": share([r.answer_in_citations for r in answerable]),
+        "answer_in_first_citation": share([r.answer_in_first_citation for r in answerable]),
         "citations_mean": float(np.mean([len(r.answer.citations) for r in answerable])) if answerable else None,
         **refusal_rates([r.answer.abstained for r in answerable], [r.answer.abstained for r in unanswerable]),
         "followups_correct": share([r.correct for r in followups]),

@@ -1,5 +1,9 @@
-"""Lexical analysis shared by BM25 and the sentence scorer: Indonesian Snowball stemming, stopwords,
+"""Lexical analysis shared by BM25 and the sentence scorer: Indonesian stemming (Sastrawi), stopwords,
 and a cheap language guess (BM25 on Indonesian text cannot help an English question much).
+
+Sastrawi rather than Snowball: Snowball's Indonesian rules leave paraphrases apart that a question and
+an article often use ("menewaskan" -> "ewas" but "tewas" -> "tewas"; "dibom" / "pemboman"), which made
+answerable questions look unanswerable. Sastrawi checks candidate roots against a dictionary.
 """
 
 from __future__ import annotations
@@ -7,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import re
 from functools import lru_cache
+from pathlib import Path
 
-import Stemmer
+from Sastrawi.Stemmer.StemmerFactory import StemmerFactory
 
 # Frequent Indonesian function words, question words and words about the news itself ("disebut
 # dalam berita"); content words stay searchable.
@@ -37,12 +42,20 @@ STOPWORDS_EN = frozenset(
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 # Names the analysis below; a BM25 index built with another analysis is rebuilt (index/bm25.py).
-ANALYZER = "snowball-indonesian/" + hashlib.sha256(" ".join(sorted(STOPWORDS_ID)).encode()).hexdigest()[:12]
+ANALYZER = "sastrawi/" + hashlib.sha256(" ".join(sorted(STOPWORDS_ID)).encode()).hexdigest()[:12]
 
 
 @lru_cache(maxsize=1)
-def _stemmer() -> Stemmer.Stemmer:
-    return Stemmer.Stemmer("indonesian")
+def _sastrawi():
+    return StemmerFactory().create_stemmer(isDev=False)
+
+
+@lru_cache(maxsize=500_000)
+def stem(word: str) -> str:
+    """The root of one lowercased word; numbers and mixed tokens ("covid19") stay as they are."""
+    if not word.isalpha():
+        return word
+    return _sastrawi().stem(word) or word
 
 
 def words(text: str) -> list[str]:
@@ -50,8 +63,8 @@ def words(text: str) -> list[str]:
 
 
 def tokenize(text: str) -> list[str]:
-    """Lowercased, stopword-free, Snowball-stemmed tokens (used for documents and queries alike)."""
-    return _stemmer().stemWords([w for w in words(text) if w not in STOPWORDS_ID])
+    """Lowercased, stopword-free, stemmed tokens (used for documents and queries alike)."""
+    return [stem(w) for w in words(text) if w not in STOPWORDS_ID]
 
 
 def language(text: str) -> str:
@@ -65,10 +78,24 @@ def language(text: str) -> str:
 _NAME_OR_NUMBER = re.compile(r"\b(?:[A-Z][\w-]*|\d[\d.,/:-]*)\b")
 
 
+LEXICON = Path(__file__).parent / "data" / "lexicon_en_id.tsv"
+
+
+@lru_cache(maxsize=1)
+def english_to_indonesian() -> dict[str, list[str]]:
+    """A general English -> Indonesian news vocabulary (``data/lexicon_en_id.tsv``, ~3,700 words)."""
+    pairs = (line.split("\t", 1) for line in LEXICON.read_text(encoding="utf-8").splitlines()
+             if line and not line.startswith("#"))
+    return {english: indonesian.split(",") for english, indonesian in pairs}
+
+
 def content_terms(text: str, lang: str) -> list[str]:
     """The question terms that can match Indonesian text, stemmed like document tokens: all content
-    words of an Indonesian question; only names and numbers of an English one."""
+    words of an Indonesian question; the names and numbers of an English one plus the Indonesian words
+    the lexicon gives for its other content words (BM25 cannot match English words themselves)."""
     if lang == "id":
         return tokenize(text)
     kept = [m.group(0) for m in _NAME_OR_NUMBER.finditer(text) if m.group(0).lower() not in STOPWORDS_EN]
-    return tokenize(" ".join(kept))
+    lexicon = english_to_indonesian()
+    translated = [indonesian for w in words(text) if w not in STOPWORDS_EN for indonesian in lexicon.get(w, ())]
+    return list(dict.fromkeys(tokenize(" ".join(kept + translated))))

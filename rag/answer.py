@@ -64,6 +64,7 @@ class SentenceEvidence:
     has_answer_type: bool  # the question asks for a name, date, number or place
     top_chunk_dense: float
     top_chunk_lexical: float
+    novelty: np.ndarray | None = None  # share of the sentence's terms the question does not contain
 
     def scores(self, params: ScoringParams) -> np.ndarray:
         return (params.sentence_dense * minmax(self.dense) + params.sentence_lexical * self.lexical
@@ -107,7 +108,13 @@ def gather_sentences(index: Index, cands: Candidates, params: ScoringParams) -> 
         has_answer_type=kind is not None,
         top_chunk_dense=float(cands.dense[order[0]]),
         top_chunk_lexical=lexical_coverage(context_weights, index.store.text(top[0])[top_start:top_end]),
+        novelty=np.array([novelty(t, set(weights) | set(context_weights)) for t in texts], dtype=np.float32),
     )
+
+
+def novelty(text: str, question_terms: set[str]) -> float:
+    terms = set(tokenize(text))
+    return len(terms - question_terms) / len(terms) if terms else 0.0
 
 
 REFUSAL_FEATURES = ("top_chunk_dense", "best_sentence_dense", "top_chunk_coverage", "best_sentence_coverage",
@@ -132,12 +139,23 @@ def answerable_probability(features: np.ndarray, params: ScoringParams) -> float
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
+# A best sentence with less new material than this only restates the question ("... akan dimulai
+# Selasa."): the answer is in the sentence after it ("Tapi pelanggaran ... menghentikan rencana itu.").
+RESTATES_QUESTION = 0.2
+
+
 def choose_sentences(ev: SentenceEvidence, params: ScoringParams, limit: int = 3) -> list[tuple[int, float]]:
-    """Indexes into ``ev.refs`` of the best sentence plus near-ties, in reading order."""
+    """Indexes into ``ev.refs`` of the best sentence plus near-ties, in reading order; the next sentence
+    too when the best one only restates the question."""
     scores = ev.scores(params)
     best = int(np.argmax(scores))
     chosen = [best] + [i for i in np.argsort(-scores, kind="stable")[1:limit]
                        if scores[i] >= scores[best] - params.extra_sentence_margin]
+    if ev.novelty is not None and ev.novelty[best] < RESTATES_QUESTION:
+        ref = ev.refs[best]
+        following = [i for i, r in enumerate(ev.refs) if r.doc_id == ref.doc_id and r.idx == ref.idx + 1]
+        if following and following[0] not in chosen:
+            chosen = [*chosen[: limit - 1], following[0]]
     chosen.sort(key=lambda i: (ev.refs[i].doc_id != ev.refs[best].doc_id, ev.refs[i].doc_id, ev.refs[i].idx))
     return [(int(i), float(scores[i])) for i in chosen]
 

@@ -19,6 +19,7 @@ from rag.retriever import RetrievedChunk, TanyaRetriever, collect_candidates, ra
 
 MAX_QUESTION_CHARS = 2000
 MAX_K = 1000
+MAX_CONTEXT_QUESTIONS = 3  # how far back a chain of follow-ups reaches
 
 # A follow-up that leans on the previous question ("Siapa dia?", "What did he say next?").
 _REFERRING_WORDS = frozenset("""
@@ -41,12 +42,14 @@ def check_question(question: str) -> str:
 
 
 def with_context(question: str, history: Sequence[str]) -> str:
-    """Carry the previous question's terms into a short or pronoun-only follow-up."""
+    """Carry the previous question's terms into a short or pronoun-only follow-up. The previous question
+    is itself read in its own context, so a chain of follow-ups keeps the entity it started from."""
     if not history:
         return question
     refers = any(w in _REFERRING_WORDS for w in words(question))
     if refers or len(tokenize(question)) <= 2:
-        return f"{history[-1]} {question}"
+        previous = with_context(history[-1], history[-MAX_CONTEXT_QUESTIONS:-1])
+        return f"{previous} {question}"
     return question
 
 
