@@ -85,7 +85,11 @@ def gather_sentences(index: Index, cands: Candidates, params: ScoringParams) -> 
         return None
     fused = cands.fused(params)
     order = np.argsort(-fused, kind="stable")[: params.chunks_for_sentences]
-    chunk_rank_score = {cands.keys[i]: float(fused[i]) for i in order}
+    # A sentence's context score is its article's best chunk score, not its own chunk's: chunk borders
+    # are arbitrary (700 characters), and the answer is often a chunk away from the question's terms.
+    article_score: dict[str, float] = {}
+    for key, score in zip(cands.keys, fused, strict=True):
+        article_score[key[0]] = max(article_score.get(key[0], 0.0), float(score))
     refs = index.store.sentences_of_chunks([cands.keys[i] for i in order])
     vectors = index.vectors.sentence_vectors([sentence_id(r.doc_id, r.idx) for r in refs])
     refs = [r for r in refs if sentence_id(r.doc_id, r.idx) in vectors]
@@ -103,7 +107,7 @@ def gather_sentences(index: Index, cands: Candidates, params: ScoringParams) -> 
         refs=refs,
         dense=np.array([vectors[sentence_id(r.doc_id, r.idx)] @ cands.query_vec for r in refs], dtype=np.float32),
         lexical=np.array([lexical_coverage(weights, t) for t in texts], dtype=np.float32),
-        chunk_score=np.array([chunk_rank_score[(r.doc_id, r.chunk)] for r in refs], dtype=np.float32),
+        chunk_score=np.array([article_score[r.doc_id] for r in refs], dtype=np.float32),
         answer_type=np.array([offers_answer(kind, t, cands.focus) for t in texts], dtype=np.float32),
         has_answer_type=kind is not None,
         top_chunk_dense=float(cands.dense[order[0]]),

@@ -108,8 +108,8 @@ def test_tanya_eval_on_the_seed_set_writes_a_report_with_plots(tmp_path: Path, m
 
 def test_tanya_eval_with_a_user_gold_file_and_corpus(tmp_path: Path, model_dir: Path) -> None:
     gold_file = tmp_path / "mine.jsonl"
-    rows = [{"id": "m1", "question": "Siapa juru bicara Departemen Luar Negeri AS?", "lang": "id",
-             "doc": KIRBY_DOC, "evidence": None, "answer": ["Kirby"], "answerable": True},
+    rows = [{"id": "m1", "question": "Berapa banyak pelanggaran kesepakatan yang telah direkam?", "lang": "id",
+             "doc": KIRBY_DOC, "evidence": None, "answer": ["477"], "answerable": True},
             {"id": "m2", "question": "Siapa pemenang Piala Dunia 2014 di Brasil?", "lang": "id", "doc": None,
              "evidence": None, "answer": [], "answerable": False}]
     gold_file.write_text("\n".join(json.dumps(r) for r in rows) + "\n")

@@ -47,8 +47,8 @@ def test_facqa_valid(facqa_tanya: Tanya) -> None:
 
 FLOORS = {
     "seed_id": 0.9,
-    "seed_en": 0.5,
-    "seed_refused": 0.5,
+    "seed_en": 0.75,
+    "seed_refused": 0.75,
     "facqa_cited_first": 0.70,
     "facqa_answer_in": 0.74,
     "facqa_refused_max": 0.07,
