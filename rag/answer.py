@@ -65,6 +65,7 @@ class SentenceEvidence:
     top_chunk_dense: float
     top_chunk_lexical: float
     novelty: np.ndarray | None = None  # share of the sentence's terms the question does not contain
+    context_lexical: np.ndarray | None = None  # coverage of the whole context (a follow-up + its history)
 
     def scores(self, params: ScoringParams) -> np.ndarray:
         return (params.sentence_dense * minmax(self.dense) + params.sentence_lexical * self.lexical
@@ -113,6 +114,8 @@ def gather_sentences(index: Index, cands: Candidates, params: ScoringParams) -> 
         top_chunk_dense=float(cands.dense[order[0]]),
         top_chunk_lexical=lexical_coverage(context_weights, index.store.text(top[0])[top_start:top_end]),
         novelty=np.array([novelty(t, set(weights) | set(context_weights)) for t in texts], dtype=np.float32),
+        context_lexical=np.array([lexical_coverage(context_weights, t) for t in texts], dtype=np.float32)
+        if cands.query != cands.focus else None,
     )
 
 
@@ -133,7 +136,12 @@ def refusal_features(cands: Candidates, ev: SentenceEvidence) -> np.ndarray:
     from the question's own background level. Nothing here grows or shrinks with the size of the
     corpus (a margin over the whole candidate pool would)."""
     best = float(ev.dense.max())
-    return np.array([ev.top_chunk_dense, best, ev.top_chunk_lexical, float(ev.lexical.max()),
+    # A follow-up ("Apa pangkatnya?") is judged on the conversation's terms too: its own words alone
+    # rarely occur in the article ("pangkat" does not; "Kolonel" does).
+    coverage = float(ev.lexical.max())
+    if ev.context_lexical is not None:
+        coverage = max(coverage, float(ev.context_lexical.max()))
+    return np.array([ev.top_chunk_dense, best, ev.top_chunk_lexical, coverage,
                      best - float(ev.dense.mean()), float(ev.answer_type.max()) if ev.has_answer_type else 1.0,
                      ev.top_chunk_dense - cands.background, best - cands.background], dtype=np.float64)
 
@@ -155,7 +163,7 @@ def choose_sentences(ev: SentenceEvidence, params: ScoringParams, limit: int = 3
     best = int(np.argmax(scores))
     chosen = [best] + [i for i in np.argsort(-scores, kind="stable")[1:limit]
                        if scores[i] >= scores[best] - params.extra_sentence_margin]
-    if ev.novelty is not None and ev.novelty[best] < RESTATES_QUESTION:
+    if limit >= 2 and ev.novelty is not None and ev.novelty[best] < RESTATES_QUESTION:
         ref = ev.refs[best]
         following = [i for i, r in enumerate(ev.refs) if r.doc_id == ref.doc_id and r.idx == ref.idx + 1]
         if following and following[0] not in chosen:
@@ -164,7 +172,8 @@ def choose_sentences(ev: SentenceEvidence, params: ScoringParams, limit: int = 3
     return [(int(i), float(scores[i])) for i in chosen]
 
 
-def compose(index: Index, question: str, cands: Candidates, params: ScoringParams) -> Answer:
+def compose(index: Index, question: str, cands: Candidates, params: ScoringParams, max_citations: int = 3
+            ) -> Answer:
     refusal = REFUSAL_EN if cands.lang == "en" else REFUSAL_ID
     ev = gather_sentences(index, cands, params)
     if ev is None:
@@ -172,7 +181,7 @@ def compose(index: Index, question: str, cands: Candidates, params: ScoringParam
     confidence = answerable_probability(refusal_features(cands, ev), params)
     if confidence < params.refusal_threshold:
         return Answer(question, refusal, True, confidence=confidence)
-    picked = choose_sentences(ev, params)
+    picked = choose_sentences(ev, params, limit=max_citations)
     titles = index.store.titles({ev.refs[i].doc_id for i, _ in picked})
     citations = []
     for n, (i, score) in enumerate(picked, start=1):

@@ -14,6 +14,7 @@ from index.index import Index, IndexReport
 from index.lexical import tokenize, words
 from index.store import DocumentInfo
 from rag.answer import Answer, compose
+from rag.background import background_vectors
 from rag.params import Params
 from rag.retriever import RetrievedChunk, TanyaRetriever, collect_candidates, rank_chunks
 
@@ -38,6 +39,10 @@ def check_question(question: str) -> str:
         raise QuestionError("the question is empty")
     if len(question) > MAX_QUESTION_CHARS:
         raise QuestionError(f"the question has {len(question):,} characters; the limit is {MAX_QUESTION_CHARS:,}")
+    try:
+        question.encode("utf-8")
+    except UnicodeEncodeError:
+        raise QuestionError("the question is not valid Unicode (it holds a lone surrogate)") from None
     return question
 
 
@@ -65,6 +70,10 @@ class Tanya:
     def close(self) -> None:
         self.index.close()
 
+    def warm_up(self) -> None:
+        """Load the model and embed the background sample now, so the first question is not slow."""
+        background_vectors(self.index.embedder)
+
     def add(self, docs: Sequence[Document], progress: bool = False) -> IndexReport:
         return self.index.add(list(docs), progress=progress)
 
@@ -86,10 +95,15 @@ class Tanya:
         cands = collect_candidates(self.index, check_question(query))
         return rank_chunks(self.index, cands, self.params.for_language(cands.lang), k)
 
-    def ask(self, question: str, history: Sequence[str] = ()) -> Answer:
+    def ask(self, question: str, history: Sequence[str] = (), max_citations: int = 3) -> Answer:
+        """An answer of up to ``max_citations`` cited sentences (or a refusal). ``history`` holds the
+        conversation's earlier questions, oldest first, for follow-ups such as "Siapa dia?"."""
         question = check_question(question)
+        history = [check_question(h) for h in history if h and h.strip()]  # the same rules as a question
+        if not 1 <= max_citations <= 10:
+            raise InputError("max_citations must be between 1 and 10")
         cands = collect_candidates(self.index, with_context(question, history), focus=question)
-        return compose(self.index, question, cands, self.params.for_language(cands.lang))
+        return compose(self.index, question, cands, self.params.for_language(cands.lang), max_citations)
 
     def as_retriever(self, similarity_top_k: int = 10) -> TanyaRetriever:
         return TanyaRetriever(self.index, self.params, similarity_top_k)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,3 +34,50 @@ def run_cli(*args: str, home: Path, stdin: str | None = None, env: dict[str, str
     exe = shutil.which("tanya", path=str(BIN)) or str(BIN / "tanya")
     full_env = {**os.environ, "TANYA_HOME": str(home), **(env or {})}
     return subprocess.run([exe, *args], input=stdin, capture_output=True, text=True, env=full_env, timeout=600)
+
+
+@contextlib.contextmanager
+def running_server(home: Path, log_path: Path, env: dict[str, str] | None = None,
+                   args: tuple[str, ...] = ()) -> Iterator[str]:
+    """A real `tanya serve` on a free loopback port; yields its base URL once /healthz answers."""
+    port = free_port()
+    exe = shutil.which("tanya", path=str(BIN)) or str(BIN / "tanya")
+    full_env = {**os.environ, "TANYA_HOME": str(home), **(env or {})}
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([exe, "serve", "--port", str(port), *args], env=full_env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 180
+        try:
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/healthz", timeout=2)
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.time() > deadline:
+                        raise RuntimeError(f"tanya serve did not start: {log_path.read_text()[-3000:]}") from None
+                    time.sleep(0.3)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def http(method: str, url: str, body: object = None, headers: dict[str, str] | None = None,
+         raw: bytes | None = None) -> tuple[int, dict]:
+    """One HTTP request; returns (status, JSON body) for successes and errors alike."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        text = exc.read()
+        try:
+            return exc.code, json.loads(text)
+        except ValueError:
+            return exc.code, {"raw": text.decode(errors="replace")}

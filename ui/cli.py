@@ -1,4 +1,4 @@
-"""The ``tanya`` command line: index, ask, retrieve, docs, show, delete, chat, eval, provision."""
+"""The ``tanya`` command line: index, ask, retrieve, docs, show, delete, chat, serve, eval, provision."""
 
 from __future__ import annotations
 
@@ -141,6 +141,32 @@ def cmd_chat(args: argparse.Namespace) -> int:
         _print_answer(answer)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    import uvicorn
+
+    from ui.api import create_app
+
+    start = time.perf_counter()
+    token = os.environ.get("TANYA_API_TOKEN") or None
+    if args.host not in LOOPBACK and token is None:
+        raise InputError(f"binding {args.host} exposes the index to the network: set TANYA_API_TOKEN (write "
+                         "endpoints then need 'Authorization: Bearer <token>') or bind 127.0.0.1")
+    tanya = _open(args)
+    tanya.warm_up()
+    app = create_app(tanya, token)
+    writes = "need 'Authorization: Bearer $TANYA_API_TOKEN'" if token else "are open (loopback only)"
+    print(f"Tanya on http://{args.host}:{args.port}  (API /api, OpenAPI /docs, readiness /healthz); "
+          f"write endpoints {writes}; loaded in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from eval.runner import evaluate
     from index.home import DataHome
@@ -199,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("delete", cmd_delete, "remove a document from the index")
     p.add_argument("doc_id")
     add("chat", cmd_chat, "a conversation in the terminal (follow-up questions use the previous ones)")
+    p = add("serve", cmd_serve, "serve the HTTP API (and the web chat) on 127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (non-loopback needs TANYA_API_TOKEN)")
+    p.add_argument("--port", type=int, default=7860)
     p = add("eval", cmd_eval, "measure retrieval, citations, refusals and latency on gold question sets and "
             "write a report with plots")
     p.add_argument("--sets", help="comma-separated built-in sets: seed, facqa (default: both, or none with "

@@ -1,0 +1,154 @@
+"""The HTTP API under ``/api`` (FastAPI; OpenAPI at ``/docs``), for tools that embed Tanya.
+
+Same contracts as the CLI: ``POST /api/ask`` returns exactly the JSON of ``tanya ask --json``; bad
+requests get a 4xx with a ``detail`` that says why; the store being unreachable is a 503; a traceback
+never reaches the client. Write endpoints need ``Authorization: Bearer $TANYA_API_TOKEN`` when a token
+is configured (``tanya serve`` insists on one when it binds a non-loopback address).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from index.documents import InputError, make_document
+from index.index import IndexBusy
+from index.vectors import StoreUnavailable
+from rag.tanya import MAX_K, MAX_QUESTION_CHARS, Tanya
+
+log = logging.getLogger("tanya.api")
+
+MAX_HISTORY = 20
+MAX_BODY_BYTES = 20 * 1024 * 1024  # a batch of documents; questions are far smaller
+MAX_DOCUMENTS_PER_REQUEST = 1000
+
+
+class AskRequest(BaseModel):
+    question: str = Field(max_length=MAX_QUESTION_CHARS * 2, description="the question (Indonesian or English)")
+    history: list[Annotated[str, Field(max_length=MAX_QUESTION_CHARS * 2)]] = Field(
+        default_factory=list, max_length=MAX_HISTORY, description="earlier questions of the conversation")
+    k: int = Field(default=3, ge=1, le=10, description="at most this many cited sentences")
+
+
+class RetrieveRequest(BaseModel):
+    query: str = Field(max_length=MAX_QUESTION_CHARS * 2)
+    k: int = Field(default=10, ge=1, le=MAX_K)
+
+
+class DocumentIn(BaseModel):
+    id: str = Field(min_length=1, max_length=200)
+    text: str
+    title: str | None = None
+    date: str | None = None
+    source: str | None = None
+
+
+class DocumentsIn(BaseModel):
+    documents: list[DocumentIn] = Field(min_length=1, max_length=MAX_DOCUMENTS_PER_REQUEST)
+
+
+def create_app(tanya: Tanya, api_token: str | None = None) -> FastAPI:
+    app = FastAPI(title="Tanya", version="1", description="Ask Indonesian news articles; answers cite their "
+                  "exact source sentences (text[start:end] == sentence).")
+    write_lock = threading.Lock()  # one writer at a time inside this process (the flock covers others)
+
+    def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
+        if api_token is None:
+            return
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip(), api_token):
+            raise HTTPException(401, "this endpoint needs Authorization: Bearer <TANYA_API_TOKEN>")
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES // 2**20} MB"}, status_code=413)
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # Our own wording, without echoing the input (FastAPI's default echoes it, and cannot even encode
+        # a lone surrogate: that became a 500).
+        reasons = [f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg', 'invalid')}"
+                   for e in exc.errors()]
+        return JSONResponse({"detail": "; ".join(reasons) or "invalid request"}, status_code=422)
+
+    @app.exception_handler(InputError)
+    async def input_error(_: Request, exc: InputError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(IndexBusy)
+    async def busy(_: Request, exc: IndexBusy) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(StoreUnavailable)
+    async def unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")  # the traceback stays in the server log
+        return JSONResponse({"detail": "internal error (see the server log)"}, status_code=500)
+
+    @app.get("/healthz", tags=["server"])
+    def healthz() -> dict:
+        documents, sentences, chunks = tanya.index.store.counts()
+        return {"status": "ok", "documents": documents, "sentences": sentences, "chunks": chunks}
+
+    @app.post("/api/ask", tags=["answers"])
+    def ask(body: AskRequest) -> dict:
+        """The answer with its citations: the same JSON as ``tanya ask --json``."""
+        if tanya.index.store.counts()[0] == 0:
+            raise HTTPException(409, "the index is empty: add documents first")
+        return tanya.ask(body.question, history=body.history, max_citations=body.k).to_json()
+
+    @app.post("/api/retrieve", tags=["answers"])
+    def retrieve(body: RetrieveRequest) -> dict:
+        """Hybrid retrieval only: ranked chunks with exact offsets and their fused, dense and BM25 scores."""
+        hits = tanya.retrieve(body.query, k=body.k)
+        titles = tanya.index.store.titles({h.doc_id for h in hits}) if hits else {}
+        return {"query": body.query, "results": [{**asdict(h), "title": titles[h.doc_id][0]} for h in hits]}
+
+    @app.get("/api/documents", tags=["documents"])
+    def documents() -> dict:
+        return {"documents": [asdict(d) for d in tanya.documents()]}
+
+    @app.get("/api/documents/{doc_id}", tags=["documents"])
+    def document(doc_id: str) -> dict:
+        """The whole text and every sentence's offsets (for highlighting a citation)."""
+        doc = tanya.document(doc_id)
+        if doc is None:
+            raise HTTPException(404, f"no document with id {doc_id!r}")
+        sentences = [{"index": s.idx, "start": s.start, "end": s.end, "chunk": s.chunk}
+                     for s in tanya.index.store.sentences(doc_id)]
+        return {"doc_id": doc.doc_id, "title": doc.title, "date": doc.date, "source": doc.source, "text": doc.text,
+                "sentences": sentences}
+
+    @app.post("/api/documents", tags=["documents"], dependencies=[Depends(require_token)])
+    def add_documents(body: DocumentsIn) -> dict:
+        """Add documents, or replace those whose id exists (unchanged ones are skipped)."""
+        docs = [make_document(d.id, d.text, d.title, d.date, d.source, where=f"documents[{i}]")
+                for i, d in enumerate(body.documents)]  # all validated before anything is written
+        with write_lock:
+            report = tanya.add(docs)
+        return {"added": report.added, "updated": report.updated, "unchanged": report.unchanged,
+                "sentences": report.sentences, "chunks": report.chunks, "seconds": round(report.seconds, 3)}
+
+    @app.delete("/api/documents/{doc_id}", tags=["documents"], dependencies=[Depends(require_token)])
+    def delete_document(doc_id: str) -> dict:
+        with write_lock:
+            deleted = tanya.delete(doc_id)
+        if not deleted:
+            raise HTTPException(404, f"no document with id {doc_id!r}")
+        return {"deleted": doc_id}
+
+    return app
