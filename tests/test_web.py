@@ -1,0 +1,103 @@
+"""The web chat in a real browser: Playwright driving Debian's /usr/bin/chromium against a real
+`tanya serve`. Screenshots go to test-artifacts/ (kept by CI as evidence, never compared)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page
+
+from tests.helpers import REPO, http, running_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts"
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, seed_home: Path) -> Iterator[str]:
+    home = tmp_path_factory.mktemp("web") / "home"
+    shutil.copytree(seed_home, home, ignore=shutil.ignore_patterns("index.lock"))
+    with running_server(home, home.parent / "serve.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail("these tests need Debian's chromium at /usr/bin/chromium: `make setup` installs it")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, server: str) -> Iterator[Page]:
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(server + "/")
+    page.wait_for_selector("#tanya-question textarea", timeout=60_000)
+    yield page
+    page.close()
+
+
+def ask(page: Page, question: str) -> None:
+    page.fill("#tanya-question textarea", question)
+    page.click("#tanya-send")
+    page.wait_for_function("q => document.querySelector('#tanya-chat').innerText.includes(q)", arg=question,
+                           timeout=60_000)
+
+
+def test_answer_sources_and_highlight_by_offsets(page: Page, server: str) -> None:
+    ask(page, "Siapa juru bicara Central Command AS?")
+    page.wait_for_selector("#tanya-sources label", timeout=60_000)
+    assert "[1]" in page.inner_text("#tanya-chat")
+    page.click("#tanya-sources label >> nth=0")
+    page.wait_for_selector("#tanya-cited", timeout=30_000)
+    # The highlight is exactly text[start:end] of the cited document, as the API reports it.
+    _, answer = http("POST", f"{server}/api/ask", {"question": "Siapa juru bicara Central Command AS?"})
+    first = answer["citations"][0]
+    _, doc = http("GET", f"{server}/api/documents/{first['doc_id']}")
+    assert page.inner_text("#tanya-cited") == doc["text"][first["start"] : first["end"]]
+    assert page.evaluate("() => { const r = document.getElementById('tanya-cited').getBoundingClientRect();"
+                         " return r.top >= 0 && r.bottom <= window.innerHeight; }")  # scrolled into view
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat-answer.png"), full_page=True)
+
+
+def test_a_follow_up_uses_the_conversation(page: Page) -> None:
+    ask(page, "Siapa juru bicara Central Command AS?")
+    ask(page, "Apa pangkatnya?")
+    assert page.inner_text("#tanya-chat").count("Kolonel") >= 2
+
+
+def test_refusal_reads_as_a_refusal(page: Page) -> None:
+    ask(page, "Siapa pemenang Piala Dunia 2014 di Brasil?")
+    page.wait_for_function("() => document.querySelector('#tanya-chat').innerText.includes('Maaf')",
+                           timeout=60_000)
+    assert page.locator("#tanya-sources label").count() == 0
+
+
+def test_markup_in_an_article_is_shown_as_text_and_never_runs(page: Page, server: str) -> None:
+    hostile = ("Gubernur Zulkarnaen membuka pameran batik di Pekalongan. <script>window.__xss = 1</script>"
+               " <img src=x onerror=\"window.__xss = 2\"> Pameran berlangsung tiga hari.")
+    status, _ = http("POST", f"{server}/api/documents", {"documents": [{"id": "xss", "text": hostile,
+                                                                         "title": "<b>Batik</b> <script>1</script>"}]})
+    assert status == 200
+    try:
+        ask(page, "Siapa yang membuka pameran batik di Pekalongan?")
+        page.wait_for_selector("#tanya-sources label", timeout=60_000)
+        page.click("#tanya-sources label >> nth=0")
+        page.wait_for_selector("#tanya-cited", timeout=30_000)
+        shown = page.inner_text("#tanya-article")
+        assert "<script>window.__xss = 1</script>" in shown and "<b>Batik</b>" in shown
+        assert page.evaluate("() => window.__xss") is None
+        assert page.locator("#tanya-article script, #tanya-article img, #tanya-article b").count() == 0
+        assert page.locator("#tanya-sources script, #tanya-sources b").count() == 0
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "chat-markup-as-text.png"), full_page=True)
+    finally:
+        http("DELETE", f"{server}/api/documents/xss")
