@@ -101,3 +101,54 @@ def test_markup_in_an_article_is_shown_as_text_and_never_runs(page: Page, server
         page.screenshot(path=str(ARTIFACTS / "chat-markup-as-text.png"), full_page=True)
     finally:
         http("DELETE", f"{server}/api/documents/xss")
+
+
+def test_an_example_question_is_asked_on_click(page: Page) -> None:
+    examples = page.locator("#tanya-examples button")
+    assert examples.count() >= 1 and "Apa isi berita" in examples.first.inner_text()
+    examples.first.click()
+    page.wait_for_selector("#tanya-sources label", timeout=60_000)
+    assert "[1]" in page.inner_text("#tanya-chat")
+
+
+def open_documents_tab(page: Page) -> None:
+    page.get_by_role("tab", name="Documents").click()
+    page.wait_for_selector("#tanya-doc-table", timeout=30_000)
+
+
+def upload(page: Page, path: Path) -> str:
+    page.set_input_files("#tanya-upload input[type=file]", str(path))
+    page.wait_for_function("n => document.querySelector('#tanya-upload').innerText.includes(n)", arg=path.name,
+                           timeout=30_000)
+    page.click("#tanya-add")
+    page.wait_for_function("n => { const s = document.querySelector('#tanya-doc-status').innerText;"
+                           " return s.includes(n) && !s.includes('processing') && /[✓⚠]/.test(s); }",
+                           arg=path.name, timeout=120_000)
+    return page.inner_text("#tanya-doc-status")
+
+
+def test_documents_upload_reject_and_delete(page: Page, tmp_path: Path) -> None:
+    open_documents_tab(page)
+    good = tmp_path / "banjir-semarang.txt"
+    good.write_text("Banjir melanda Kota Semarang pada hari Rabu. Warga mengungsi ke Stadion Diponegoro.\n")
+    status = upload(page, good)
+    assert "1 added" in status, status
+    page.wait_for_function("() => document.querySelector('#tanya-doc-table').innerText.includes('banjir-semarang')",
+                           timeout=30_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "documents.png"), full_page=True)
+
+    empty = tmp_path / "kosong.txt"
+    empty.write_text("   \n")
+    status = upload(page, empty)
+    assert "⚠" in status and "empty" in status, status
+    assert "kosong" not in page.inner_text("#tanya-doc-table")
+    assert "banjir-semarang" in page.inner_text("#tanya-doc-table")  # nothing already indexed was lost
+
+    page.click("#tanya-doc-choice input")
+    page.get_by_role("option", name="(banjir-semarang)").click()
+    page.wait_for_function("() => document.querySelector('#tanya-doc-view').innerText.includes('Stadion')",
+                           timeout=30_000)
+    page.click("#tanya-delete")
+    page.wait_for_function("() => !document.querySelector('#tanya-doc-table').innerText.includes('banjir-semarang')",
+                           timeout=60_000)

@@ -9,11 +9,13 @@ escaped: a document containing ``<script>`` shows those characters and runs noth
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 import gradio as gr
 from fastapi import FastAPI
 
-from index.documents import InputError
+from index.documents import InputError, read_paths
+from index.index import IndexBusy
 from rag.answer import Answer
 from rag.tanya import Tanya
 
@@ -27,16 +29,22 @@ CSS = f"""
 .tanya-article h3 {{ margin-top: 0; white-space: normal; }}
 """
 
+# UI strings follow the browser's language (Indonesian or English).
 I18N = gr.I18n(
     en={"ask": "Ask", "placeholder": "Ask about the articles (Indonesian or English)…", "sources": "Sources",
-        "open": "Open a source to read it in its article", "article": "Article"},
+        "open": "Open a source to read it in its article", "chat_tab": "Chat", "docs_tab": "Documents",
+        "examples": "Try asking", "document": "Document", "delete": "Delete", "add": "Add to the index",
+        "upload": "Add .txt, .md or .jsonl files"},
     id={"ask": "Tanya", "placeholder": "Tanyakan isi artikel (bahasa Indonesia atau Inggris)…",
-        "sources": "Sumber", "open": "Buka sumber untuk membacanya di artikelnya", "article": "Artikel"},
+        "sources": "Sumber", "open": "Buka sumber untuk membacanya di artikelnya", "chat_tab": "Obrolan",
+        "docs_tab": "Dokumen", "examples": "Coba tanyakan", "document": "Dokumen", "delete": "Hapus",
+        "add": "Tambahkan ke indeks", "upload": "Tambahkan berkas .txt, .md atau .jsonl"},
 )
 
 
-def source_label(n: int, title: str, sentence: str) -> str:
-    return f"[{n}] {title[:80]} — {sentence[:140]}"
+def source_label(n: int, title: str, sentence: str, date: str | None = None) -> str:
+    when = f" ({date})" if date else ""
+    return f"[{n}] {title[:80]}{when} — {sentence[:140]}"
 
 
 def article_html(tanya: Tanya, doc_id: str, start: int, end: int) -> str:
@@ -61,18 +69,59 @@ def message_text(message: dict) -> str:
     return ""
 
 
+def example_questions(tanya: Tanya, limit: int = 3) -> list[str]:
+    """A few questions about the corpus's own articles, for an empty chat."""
+    def short(title: str, limit: int = 70) -> str:
+        return title if len(title) <= limit else title[:limit].rsplit(" ", 1)[0].rstrip(" ,.…-–") + "…"
+
+    return [f"Apa isi berita \u201c{short(d.title.rstrip(' .…'))}\u201d?" for d in tanya.documents()[:limit]]
+
+
+def documents_table(tanya: Tanya) -> list[list[object]]:
+    return [[d.doc_id, d.title, d.date or "", d.sentences] for d in tanya.documents()]
+
+
+def document_choices(tanya: Tanya) -> list[tuple[str, str]]:
+    return [(f"{d.title[:90]} ({d.doc_id})", d.doc_id) for d in tanya.documents()]
+
+
+def whole_article_html(tanya: Tanya, doc_id: str | None) -> str:
+    doc = tanya.document(doc_id) if doc_id else None
+    if doc is None:
+        return ""
+    date = f" · {html.escape(doc.date)}" if doc.date else ""
+    return (f'<div class="tanya-article"><h3>{html.escape(doc.title)}</h3><small>{html.escape(doc.doc_id)}{date}'
+            f"</small>\n\n{html.escape(doc.text)}</div>")
+
+
 def build_ui(tanya: Tanya) -> gr.Blocks:
     with gr.Blocks(title="Tanya") as demo:
         citations = gr.State([])  # the latest answer's citations, as dicts
         gr.Markdown("## Tanya")
-        chatbot = gr.Chatbot(label="Tanya", render_markdown=False, height=420, elem_id="tanya-chat")
-        with gr.Row():
-            question = gr.Textbox(show_label=False, placeholder=I18N("placeholder"), scale=5, max_length=2000,
-                                  elem_id="tanya-question", submit_btn=False)
-            send = gr.Button(I18N("ask"), variant="primary", scale=1, elem_id="tanya-send")
-        sources = gr.Radio(choices=[], label=I18N("sources"), info=I18N("open"), elem_id="tanya-sources",
-                           type="index")
-        article = gr.HTML(elem_id="tanya-article")
+        with gr.Tab(I18N("chat_tab"), elem_id="tanya-chat-tab"):
+            chatbot = gr.Chatbot(label="Tanya", render_markdown=False, height=420, elem_id="tanya-chat")
+            with gr.Row():
+                question = gr.Textbox(show_label=False, placeholder=I18N("placeholder"), scale=5, max_length=2000,
+                                      elem_id="tanya-question", submit_btn=False)
+                send = gr.Button(I18N("ask"), variant="primary", scale=1, elem_id="tanya-send")
+            examples = gr.Dataset(components=[gr.Textbox(visible=False)], samples=[[q] for q in
+                                                                                   example_questions(tanya)],
+                                  label=I18N("examples"), elem_id="tanya-examples")
+            sources = gr.Radio(choices=[], label=I18N("sources"), info=I18N("open"), elem_id="tanya-sources",
+                               type="index")
+            article = gr.HTML(elem_id="tanya-article")
+        with gr.Tab(I18N("docs_tab"), elem_id="tanya-docs-tab"):
+            table = gr.Dataframe(value=lambda: documents_table(tanya), headers=["id", "title", "date", "sentences"],
+                                 interactive=False, elem_id="tanya-doc-table", wrap=True)
+            with gr.Row():
+                chosen = gr.Dropdown(choices=document_choices(tanya), label=I18N("document"), scale=4,
+                                     elem_id="tanya-doc-choice")
+                delete = gr.Button(I18N("delete"), variant="stop", scale=1, elem_id="tanya-delete")
+            upload = gr.File(file_count="multiple", file_types=[".txt", ".md", ".jsonl"], label=I18N("upload"),
+                             elem_id="tanya-upload")
+            add = gr.Button(I18N("add"), variant="primary", elem_id="tanya-add")
+            status = gr.Markdown(elem_id="tanya-doc-status")
+            document_view = gr.HTML(elem_id="tanya-doc-view")
 
         def respond(text: str, messages: list[dict]) -> tuple[list[dict], str, list[dict], gr.Radio, str]:
             history = [message_text(m) for m in messages if m.get("role") == "user"]
@@ -81,9 +130,8 @@ def build_ui(tanya: Tanya) -> gr.Blocks:
             except InputError as exc:
                 return messages, text, [], gr.Radio(choices=[]), f"<p>{html.escape(str(exc))}</p>"
             cited = [c.__dict__ for c in answer.citations]
-            reply = answer.answer
-            messages = [*messages, {"role": "user", "content": text}, {"role": "assistant", "content": reply}]
-            choices = [source_label(c["n"], c["title"], c["sentence"]) for c in cited]
+            messages = [*messages, {"role": "user", "content": text}, {"role": "assistant", "content": answer.answer}]
+            choices = [source_label(c["n"], c["title"], c["sentence"], c.get("date")) for c in cited]
             return messages, "", cited, gr.Radio(choices=choices, value=None), ""
 
         def open_source(index: int | None, cited: list[dict]) -> str:
@@ -92,9 +140,39 @@ def build_ui(tanya: Tanya) -> gr.Blocks:
             c = cited[index]
             return article_html(tanya, c["doc_id"], c["start"], c["end"])
 
+        outputs = [chatbot, question, citations, sources, article]
         for trigger in (send.click, question.submit):
-            trigger(respond, [question, chatbot], [chatbot, question, citations, sources, article])
+            trigger(respond, [question, chatbot], outputs)
+        examples.click(lambda sample, messages: respond(sample[0], messages), [examples, chatbot], outputs)
         sources.change(open_source, [sources, citations], article).then(None, js=SCROLL_TO_CITED)
+
+        def refreshed() -> tuple[list[list[object]], gr.Dropdown]:
+            return documents_table(tanya), gr.Dropdown(choices=document_choices(tanya), value=None)
+
+        # Gradio shows the indexing progress bar (tqdm) through this default argument.
+        def add_files(files: list[str] | None, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:  # noqa: B008
+            if not files:
+                return "", *refreshed(), None
+            try:
+                docs = read_paths([Path(f) for f in files])  # all validated before anything is written
+                report = tanya.index.add(docs, progress=True)
+            except (InputError, IndexBusy) as exc:
+                return f"⚠ {html.escape(str(exc))}", *refreshed(), None
+            names = ", ".join(Path(f).name for f in files)
+            return f"✓ {html.escape(names)}: {html.escape(report.summary())}", *refreshed(), None
+
+        def delete_document(doc_id: str | None) -> tuple:
+            if not doc_id:
+                return "", *refreshed(), ""
+            try:
+                deleted = tanya.delete(doc_id)
+            except IndexBusy as exc:
+                return f"⚠ {html.escape(str(exc))}", *refreshed(), ""
+            return (f"✓ {html.escape(doc_id)}" if deleted else ""), *refreshed(), ""
+
+        add.click(add_files, upload, [status, table, chosen, upload])
+        delete.click(delete_document, chosen, [status, table, chosen, document_view])
+        chosen.change(lambda doc_id: whole_article_html(tanya, doc_id), chosen, document_view)
     return demo
 
 
