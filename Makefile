@@ -1,4 +1,4 @@
-# The two commands a newcomer needs: `make run` (set up, provision the model, index corpus/, chat)
+# The two commands a newcomer needs: `make run` (set up, provision the model, index corpus/, web chat)
 # and `make test` (set up, lint, run every test). Everything else is a step of those two.
 PYTHON ?= python3.11
 VENV := .venv
@@ -30,8 +30,10 @@ model: setup
 index: model
 	$(BIN)/tanya index corpus
 
+# Ends with the web chat on http://127.0.0.1:7860 (PORT=... to change; `tanya chat` is the terminal one).
+PORT ?= 7860
 run: index
-	$(BIN)/tanya chat
+	$(BIN)/tanya serve --port $(PORT)
 
 lint: setup
 	$(BIN)/ruff check .

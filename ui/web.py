@@ -31,11 +31,17 @@ CSS = f"""
 
 # UI strings follow the browser's language (Indonesian or English).
 I18N = gr.I18n(
-    en={"ask": "Ask", "placeholder": "Ask about the articles (Indonesian or English)…", "sources": "Sources",
+    en={"header": "## Tanya\nAnswers about your Indonesian news articles, each citing its source sentences.",
+        "empty_chat": "Ask in Indonesian or English. Every answer quotes the articles and cites them; when the "
+                      "articles do not hold the answer, Tanya says so.",
+        "ask": "Ask", "placeholder": "Ask about the articles (Indonesian or English)…", "sources": "Sources",
         "open": "Open a source to read it in its article", "chat_tab": "Chat", "docs_tab": "Documents",
         "examples": "Try asking", "document": "Document", "delete": "Delete", "add": "Add to the index",
         "upload": "Add .txt, .md or .jsonl files"},
-    id={"ask": "Tanya", "placeholder": "Tanyakan isi artikel (bahasa Indonesia atau Inggris)…",
+    id={"header": "## Tanya\nJawaban tentang artikel berita Anda, masing-masing dengan kalimat sumbernya.",
+        "empty_chat": "Bertanyalah dalam bahasa Indonesia atau Inggris. Setiap jawaban mengutip artikel beserta "
+                      "sumbernya; bila artikel tidak memuat jawabannya, Tanya akan mengatakannya.",
+        "ask": "Tanya", "placeholder": "Tanyakan isi artikel (bahasa Indonesia atau Inggris)…",
         "sources": "Sumber", "open": "Buka sumber untuk membacanya di artikelnya", "chat_tab": "Obrolan",
         "docs_tab": "Dokumen", "examples": "Coba tanyakan", "document": "Dokumen", "delete": "Hapus",
         "add": "Tambahkan ke indeks", "upload": "Tambahkan berkas .txt, .md atau .jsonl"},
@@ -97,9 +103,11 @@ def whole_article_html(tanya: Tanya, doc_id: str | None) -> str:
 def build_ui(tanya: Tanya) -> gr.Blocks:
     with gr.Blocks(title="Tanya") as demo:
         citations = gr.State([])  # the latest answer's citations, as dicts
-        gr.Markdown("## Tanya")
+        gr.Markdown(I18N("header"), elem_id="tanya-header")
         with gr.Tab(I18N("chat_tab"), elem_id="tanya-chat-tab"):
-            chatbot = gr.Chatbot(label="Tanya", render_markdown=False, height=420, elem_id="tanya-chat")
+            chatbot = gr.Chatbot(show_label=False, render_markdown=False, height=420, elem_id="tanya-chat",
+                                 # Gradio translates an I18n placeholder at runtime; its type hint says str.
+                                 placeholder=I18N("empty_chat"), buttons=["copy"])  # type: ignore[arg-type]
             with gr.Row():
                 question = gr.Textbox(show_label=False, placeholder=I18N("placeholder"), scale=5, max_length=2000,
                                       elem_id="tanya-question", submit_btn=False)
@@ -108,7 +116,7 @@ def build_ui(tanya: Tanya) -> gr.Blocks:
                                                                                    example_questions(tanya)],
                                   label=I18N("examples"), elem_id="tanya-examples")
             sources = gr.Radio(choices=[], label=I18N("sources"), info=I18N("open"), elem_id="tanya-sources",
-                               type="index")
+                               type="index", visible=False)
             article = gr.HTML(elem_id="tanya-article")
         with gr.Tab(I18N("docs_tab"), elem_id="tanya-docs-tab"):
             table = gr.Dataframe(value=lambda: documents_table(tanya), headers=["id", "title", "date", "sentences"],
@@ -128,11 +136,11 @@ def build_ui(tanya: Tanya) -> gr.Blocks:
             try:
                 answer: Answer = tanya.ask(text, history=history)
             except InputError as exc:
-                return messages, text, [], gr.Radio(choices=[]), f"<p>{html.escape(str(exc))}</p>"
+                return messages, text, [], gr.Radio(choices=[], visible=False), f"<p>⚠ {html.escape(str(exc))}</p>"
             cited = [c.__dict__ for c in answer.citations]
             messages = [*messages, {"role": "user", "content": text}, {"role": "assistant", "content": answer.answer}]
             choices = [source_label(c["n"], c["title"], c["sentence"], c.get("date")) for c in cited]
-            return messages, "", cited, gr.Radio(choices=choices, value=None), ""
+            return messages, "", cited, gr.Radio(choices=choices, value=None, visible=bool(choices)), ""
 
         def open_source(index: int | None, cited: list[dict]) -> str:
             if index is None or not 0 <= index < len(cited):
