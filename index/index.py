@@ -132,8 +132,7 @@ class Index:
                             sentence=si, chunk=chunk_of[si], start=s.start, end=s.end)
                 for si, s in enumerate(spans)]
             self.vectors.delete_document(doc.doc_id)
-            self.vectors.chunks.add(chunk_nodes)
-            self.vectors.sentences.add(sentence_nodes)
+            self.vectors.add(chunk_nodes, sentence_nodes)
             self.store.put(doc, spans, chunks)  # last: the store's hash vouches for complete vectors
             report.sentences += len(spans)
             report.chunks += len(chunks)

@@ -8,12 +8,15 @@ are created with ``embedding_function=None``: Chroma's default one downloads a m
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import chromadb
+import httpx
 import numpy as np
 from chromadb.config import Settings as ChromaSettings
-from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+from llama_index.core.schema import BaseNode, NodeRelationship, RelatedNodeInfo, TextNode
 from llama_index.core.vector_stores.types import VectorStoreQuery
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
@@ -25,6 +28,16 @@ SENTENCES = "tanya_sentences"
 
 class StoreUnavailable(RuntimeError):
     """The vector store cannot be reached (e.g. the Chroma server is down)."""
+
+
+@contextmanager
+def reachable() -> Iterator[None]:
+    """Turn a lost connection to a Chroma server into StoreUnavailable (a 503, a one-line CLI error);
+    the next call simply tries again, so a server that comes back needs no restart."""
+    try:
+        yield
+    except httpx.TransportError as exc:
+        raise StoreUnavailable(f"the Chroma server cannot be reached ({exc}); is it running?") from None
 
 
 def connect(home: DataHome) -> chromadb.ClientAPI:
@@ -62,22 +75,30 @@ class VectorCollections:
         self.chunks = ChromaVectorStore(chroma_collection=self.chunk_collection)
         self.sentences = ChromaVectorStore(chroma_collection=self.sentence_collection)
 
+    def add(self, chunk_nodes: list[BaseNode], sentence_nodes: list[BaseNode]) -> None:
+        with reachable():
+            self.chunks.add(chunk_nodes)
+            self.sentences.add(sentence_nodes)
+
     def delete_document(self, doc_id: str) -> None:
-        self.chunks.delete(doc_id)
-        self.sentences.delete(doc_id)
+        with reachable():
+            self.chunks.delete(doc_id)
+            self.sentences.delete(doc_id)
 
     def document_ids(self) -> set[str]:
         """Every doc id that has chunk vectors (for consistency checks)."""
-        found = self.chunk_collection.get(include=["metadatas"])
+        with reachable():
+            found = self.chunk_collection.get(include=["metadatas"])
         return {str(m["doc_id"]) for m in found["metadatas"] or []}
 
     def query_chunks(self, embedding: np.ndarray, k: int) -> list[tuple[str, int, float]]:
         """(doc_id, chunk, cosine) of the ``k`` nearest chunks."""
-        count = self.chunk_collection.count()
-        if count == 0:
-            return []
-        result = self.chunks.query(VectorStoreQuery(query_embedding=embedding.tolist(),
-                                                    similarity_top_k=min(k, count)))
+        with reachable():
+            count = self.chunk_collection.count()
+            if count == 0:
+                return []
+            result = self.chunks.query(VectorStoreQuery(query_embedding=embedding.tolist(),
+                                                        similarity_top_k=min(k, count)))
         # ChromaVectorStore reports exp(-distance); with cosine space, distance = 1 - cosine.
         return [(str(n.metadata["doc_id"]), int(n.metadata["chunk"]), 1.0 + math.log(s))
                 for n, s in zip(result.nodes or [], result.similarities or [], strict=True)]
@@ -93,7 +114,8 @@ def _stored_vectors(collection: chromadb.Collection, ids: list[str]) -> dict[str
     """Stored embeddings by id (ids that no longer exist are simply absent)."""
     if not ids:
         return {}
-    found = collection.get(ids=ids, include=["embeddings"])
+    with reachable():
+        found = collection.get(ids=ids, include=["embeddings"])
     embeddings = found["embeddings"] if found["embeddings"] is not None else []
     return {i: np.asarray(e, dtype=np.float32) for i, e in zip(found["ids"], embeddings, strict=True)}
 

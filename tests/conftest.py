@@ -4,16 +4,13 @@ and temporary data homes. Nothing here may reach the network."""
 from __future__ import annotations
 
 import os
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import index  # noqa: F401  (offline switches before anything heavy)
-from tests.helpers import BIN, CORPUS, free_port
+from tests.helpers import CORPUS, free_port, start_chroma, stop
 
 
 @pytest.fixture(scope="session")
@@ -56,21 +53,6 @@ def home(tmp_path: Path, model_dir: Path) -> Path:
 def chroma_server(tmp_path: Path) -> Iterator[str]:
     """A real `chroma run` server on a free loopback port, stopped after the test."""
     port = free_port()
-    log = (tmp_path / "chroma.log").open("w")
-    proc = subprocess.Popen([str(BIN / "chroma"), "run", "--path", str(tmp_path / "chroma-server"),
-                             "--host", "127.0.0.1", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail(f"chroma run did not start: {(tmp_path / 'chroma.log').read_text()[-2000:]}")
-            time.sleep(0.3)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    proc = start_chroma(tmp_path / "chroma-server", port, tmp_path / "chroma.log")
+    yield f"http://127.0.0.1:{port}"
+    stop(proc)

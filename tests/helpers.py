@@ -81,3 +81,29 @@ def http(method: str, url: str, body: object = None, headers: dict[str, str] | N
             return exc.code, json.loads(text)
         except ValueError:
             return exc.code, {"raw": text.decode(errors="replace")}
+
+
+def start_chroma(data: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """A real `chroma run` on 127.0.0.1:port over ``data``, returned once its heartbeat answers."""
+    log = log_path.open("a")
+    proc = subprocess.Popen([str(BIN / "chroma"), "run", "--path", str(data), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1)
+            return proc
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise RuntimeError(f"chroma run did not start: {log_path.read_text()[-2000:]}") from None
+            time.sleep(0.3)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -152,3 +152,19 @@ def test_documents_upload_reject_and_delete(page: Page, tmp_path: Path) -> None:
     page.click("#tanya-delete")
     page.wait_for_function("() => !document.querySelector('#tanya-doc-table').innerText.includes('banjir-semarang')",
                            timeout=60_000)
+
+
+def test_phone_width_needs_no_sideways_scrolling(browser: Browser, server: str) -> None:
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        page.goto(server + "/")
+        page.wait_for_selector("#tanya-question textarea", timeout=60_000)
+        ask(page, "Berapa orang tewas dalam serangan terhadap konvoi bantuan?")
+        page.wait_for_selector("#tanya-sources label", timeout=60_000)
+        page.click("#tanya-sources label >> nth=0")
+        page.wait_for_selector("#tanya-cited", timeout=30_000)
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "chat-phone.png"), full_page=True)
+    finally:
+        page.close()

@@ -16,13 +16,16 @@ from fastapi import FastAPI
 
 from index.documents import InputError, read_paths
 from index.index import IndexBusy
+from index.vectors import StoreUnavailable
 from rag.answer import Answer
 from rag.tanya import Tanya
 
 CITED_ID = "tanya-cited"
+MAX_UPLOAD = "50mb"  # per file; a document over 5M characters (index.documents) is refused with a reason
 SCROLL_TO_CITED = f"() => document.getElementById('{CITED_ID}')?.scrollIntoView({{block: 'center'}})"
 
 CSS = f"""
+#tanya-chat .message {{ white-space: pre-wrap; }}
 .tanya-article {{ max-height: 60vh; overflow-y: auto; line-height: 1.6; white-space: pre-wrap;
                  padding: 0.75rem 1rem; border: 1px solid var(--border-color-primary); border-radius: 8px; }}
 #{CITED_ID} {{ background: #ffe58a; color: #111; padding: 0 2px; border-radius: 3px; }}
@@ -135,11 +138,13 @@ def build_ui(tanya: Tanya) -> gr.Blocks:
             history = [message_text(m) for m in messages if m.get("role") == "user"]
             try:
                 answer: Answer = tanya.ask(text, history=history)
-            except InputError as exc:
-                return messages, text, [], gr.Radio(choices=[], visible=False), f"<p>⚠ {html.escape(str(exc))}</p>"
+            except (InputError, StoreUnavailable) as exc:  # StoreUnavailable: e.g. the Chroma server is down
+                messages = [*messages, {"role": "user", "content": text}, {"role": "assistant", "content": f"⚠ {exc}"}]
+                return messages, "", [], gr.Radio(choices=[], visible=False), ""
             cited = [c.__dict__ for c in answer.citations]
-            messages = [*messages, {"role": "user", "content": text}, {"role": "assistant", "content": answer.answer}]
             choices = [source_label(c["n"], c["title"], c["sentence"], c.get("date")) for c in cited]
+            reply = answer.answer + "".join(f"\n{label}" for label in ["", *choices] if cited)
+            messages = [*messages, {"role": "user", "content": text}, {"role": "assistant", "content": reply}]
             return messages, "", cited, gr.Radio(choices=choices, value=None, visible=bool(choices)), ""
 
         def open_source(index: int | None, cited: list[dict]) -> str:
@@ -164,7 +169,7 @@ def build_ui(tanya: Tanya) -> gr.Blocks:
             try:
                 docs = read_paths([Path(f) for f in files])  # all validated before anything is written
                 report = tanya.index.add(docs, progress=True)
-            except (InputError, IndexBusy) as exc:
+            except (InputError, IndexBusy, StoreUnavailable) as exc:
                 return f"⚠ {html.escape(str(exc))}", *refreshed(), None
             names = ", ".join(Path(f).name for f in files)
             return f"✓ {html.escape(names)}: {html.escape(report.summary())}", *refreshed(), None
@@ -174,7 +179,7 @@ def build_ui(tanya: Tanya) -> gr.Blocks:
                 return "", *refreshed(), ""
             try:
                 deleted = tanya.delete(doc_id)
-            except IndexBusy as exc:
+            except (IndexBusy, StoreUnavailable) as exc:
                 return f"⚠ {html.escape(str(exc))}", *refreshed(), ""
             return (f"✓ {html.escape(doc_id)}" if deleted else ""), *refreshed(), ""
 
@@ -186,4 +191,5 @@ def build_ui(tanya: Tanya) -> gr.Blocks:
 
 def mount(app: FastAPI, tanya: Tanya) -> FastAPI:
     """Serve the chat at ``/`` of the API app (the API routes, registered first, keep precedence)."""
-    return gr.mount_gradio_app(app, build_ui(tanya), path="/", css=CSS, i18n=I18N, footer_links=[])
+    return gr.mount_gradio_app(app, build_ui(tanya), path="/", css=CSS, i18n=I18N, footer_links=[],
+                               max_file_size=MAX_UPLOAD)
