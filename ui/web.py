@@ -14,7 +14,7 @@ from pathlib import Path
 import gradio as gr
 from fastapi import FastAPI
 
-from index.documents import InputError, read_paths
+from index.documents import Document, InputError, read_paths
 from index.index import IndexBusy
 from index.vectors import StoreUnavailable
 from rag.answer import Answer
@@ -56,16 +56,21 @@ def source_label(n: int, title: str, sentence: str, date: str | None = None) -> 
     return f"[{n}] {title[:80]}{when} — {sentence[:140]}"
 
 
+def article_frame(doc: Document, body: str) -> str:
+    """An article's title, id and date (escaped) above ``body`` (already-escaped HTML)."""
+    date = f" · {html.escape(doc.date)}" if doc.date else ""
+    return (f'<div class="tanya-article"><h3>{html.escape(doc.title)}</h3><small>{html.escape(doc.doc_id)}{date}'
+            f"</small>\n\n{body}</div>")
+
+
 def article_html(tanya: Tanya, doc_id: str, start: int, end: int) -> str:
     """The article, escaped, with text[start:end] wrapped in the highlight."""
     doc = tanya.document(doc_id)
     if doc is None:
         return "<p>(this document is no longer in the index)</p>"
     text = doc.text
-    date = f" · {html.escape(doc.date)}" if doc.date else ""
-    return (f'<div class="tanya-article"><h3>{html.escape(doc.title)}</h3><small>{html.escape(doc_id)}{date}'
-            f"</small>\n\n{html.escape(text[:start])}<mark id=\"{CITED_ID}\">{html.escape(text[start:end])}</mark>"
-            f"{html.escape(text[end:])}</div>")
+    return article_frame(doc, f'{html.escape(text[:start])}<mark id="{CITED_ID}">{html.escape(text[start:end])}'
+                              f"</mark>{html.escape(text[end:])}")
 
 
 def message_text(message: dict) -> str:
@@ -96,11 +101,7 @@ def document_choices(tanya: Tanya) -> list[tuple[str, str]]:
 
 def whole_article_html(tanya: Tanya, doc_id: str | None) -> str:
     doc = tanya.document(doc_id) if doc_id else None
-    if doc is None:
-        return ""
-    date = f" · {html.escape(doc.date)}" if doc.date else ""
-    return (f'<div class="tanya-article"><h3>{html.escape(doc.title)}</h3><small>{html.escape(doc.doc_id)}{date}'
-            f"</small>\n\n{html.escape(doc.text)}</div>")
+    return article_frame(doc, html.escape(doc.text)) if doc else ""
 
 
 def build_ui(tanya: Tanya) -> gr.Blocks:
