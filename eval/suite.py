@@ -15,6 +15,7 @@ also ranked by each retrieval mode, so the modes are compared on the same questi
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import sys
 import time
@@ -115,13 +116,15 @@ def ask_one(tanya: Tanya, q: GoldQuestion, by_id: dict[str, GoldQuestion]) -> Qu
     seconds = time.perf_counter() - start
     run = QuestionRun(q, answer, seconds)
     if q.answerable and run.gold_docs:
+        # Ranked again outside the timed call: Tanya.ask does not expose its candidates.
         cands = collect_candidates(tanya.index, with_context(q.question, history), focus=q.question)
-        for mode, score in ranking_modes(tanya).items():
+        modes = ranking_modes(tanya)
+        for mode, score in modes.items():
             run.ranks[mode] = min((r for d in run.gold_docs if (r := first_rank(doc_order(cands, score(cands)), d))),
                                   default=None)
         # What a reader sees: the cited documents first, then the rest of the hybrid ranking.
         shown = [c.doc_id for c in answer.citations]
-        shown += [d for d in doc_order(cands, ranking_modes(tanya)["hybrid"](cands)) if d not in shown]
+        shown += [d for d in doc_order(cands, modes["hybrid"](cands)) if d not in shown]
         run.ranks["pipeline"] = None if answer.abstained else min(
             (r for d in run.gold_docs if (r := first_rank(shown, d))), default=None)
     run.offsets_exact = all(tanya.index.store.text(c.doc_id)[c.start : c.end] == c.sentence
@@ -250,8 +253,6 @@ def custom_set(gold: Path, corpus: Path | None, eval_root: Path, model_dir: Path
             raise InputError("--gold without --corpus asks the index in the data home, which is not open")
         return EvalSet(gold.stem, [(user_index, questions)], f"{gold.name} against the data home's index")
     docs = read_paths([corpus])  # validated before anything is written
-    import hashlib
-
     key = hashlib.sha256(str(corpus.resolve()).encode()).hexdigest()[:12]
     tanya = eval_index(eval_root / "indexes" / f"custom-{key}", model_dir)
     tanya.add(docs, progress=True)

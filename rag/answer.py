@@ -72,12 +72,11 @@ class SentenceEvidence:
                 + params.sentence_chunk * self.chunk_score + params.sentence_answer_type * self.answer_type)
 
 
-def lexical_coverage(weights: dict[str, float], text: str) -> float:
-    """Share of the question's idf mass whose terms occur in ``text`` (0..1)."""
+def lexical_coverage(weights: dict[str, float], present: set[str]) -> float:
+    """Share of the question's idf mass whose terms are among ``present`` (a text's tokens), 0..1."""
     total = sum(weights.values())
     if total <= 0:
         return 0.0
-    present = set(tokenize(text))
     return sum(w for t, w in weights.items() if t in present) / total
 
 
@@ -101,26 +100,30 @@ def gather_sentences(index: Index, cands: Candidates, params: ScoringParams) -> 
     weights = {t: index.bm25.idf(t) for t in set(content_terms(cands.focus, cands.lang))}
     context_weights = {t: index.bm25.idf(t) for t in set(content_terms(cands.query, cands.lang))}
     texts = [index.store.text(r.doc_id)[r.start : r.end] for r in refs]
+    token_sets = [set(tokenize(t)) for t in texts]  # once per sentence: coverage and novelty both use them
     kind = question_type(cands.focus)
     top = cands.keys[order[0]]
     top_start, top_end = index.store.chunk_span(*top)
     return SentenceEvidence(
         refs=refs,
         dense=np.array([vectors[sentence_id(r.doc_id, r.idx)] @ cands.query_vec for r in refs], dtype=np.float32),
-        lexical=np.array([lexical_coverage(weights, t) for t in texts], dtype=np.float32),
+        lexical=np.array([lexical_coverage(weights, terms) for terms in token_sets], dtype=np.float32),
         chunk_score=np.array([article_score[r.doc_id] for r in refs], dtype=np.float32),
         answer_type=np.array([offers_answer(kind, t, cands.focus) for t in texts], dtype=np.float32),
         has_answer_type=kind is not None,
         top_chunk_dense=float(cands.dense[order[0]]),
-        top_chunk_lexical=lexical_coverage(context_weights, index.store.text(top[0])[top_start:top_end]),
-        novelty=np.array([novelty(t, set(weights) | set(context_weights)) for t in texts], dtype=np.float32),
-        context_lexical=np.array([lexical_coverage(context_weights, t) for t in texts], dtype=np.float32)
+        top_chunk_lexical=lexical_coverage(context_weights,
+                                           set(tokenize(index.store.text(top[0])[top_start:top_end]))),
+        novelty=np.array([novelty(terms, set(weights) | set(context_weights)) for terms in token_sets],
+                         dtype=np.float32),
+        context_lexical=np.array([lexical_coverage(context_weights, terms) for terms in token_sets],
+                                 dtype=np.float32)
         if cands.query != cands.focus else None,
     )
 
 
-def novelty(text: str, question_terms: set[str]) -> float:
-    terms = set(tokenize(text))
+def novelty(terms: set[str], question_terms: set[str]) -> float:
+    """Share of a sentence's terms that the question does not contain."""
     return len(terms - question_terms) / len(terms) if terms else 0.0
 
 

@@ -4,13 +4,14 @@ and temporary data homes. Nothing here may reach the network."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import index  # noqa: F401  (offline switches before anything heavy)
-from tests.helpers import CORPUS, free_port, start_chroma, stop
+from tests.helpers import CORPUS, free_port, running_server, start_chroma, stop
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +57,12 @@ def chroma_server(tmp_path: Path) -> Iterator[str]:
     proc = start_chroma(tmp_path / "chroma-server", port, tmp_path / "chroma.log")
     yield f"http://127.0.0.1:{port}"
     stop(proc)
+
+
+@pytest.fixture(scope="module")
+def seed_server(tmp_path_factory: pytest.TempPathFactory, seed_home: Path) -> Iterator[str]:
+    """A real `tanya serve` over a copy of the seed index (tests may add and delete documents)."""
+    home = tmp_path_factory.mktemp("served") / "home"
+    shutil.copytree(seed_home, home, ignore=shutil.ignore_patterns("index.lock"))
+    with running_server(home, home.parent / "serve.log") as url:
+        yield url

@@ -4,7 +4,6 @@ error cases, and the token rule for write endpoints."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,11 +12,8 @@ from tests.helpers import KIRBY_DOC, THOMAS_DOC, http, run_cli, running_server
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, seed_home: Path) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("api") / "home"
-    shutil.copytree(seed_home, home, ignore=shutil.ignore_patterns("index.lock"))
-    with running_server(home, home.parent / "serve.log") as url:
-        yield url
+def server(seed_server: str) -> str:
+    return seed_server
 
 
 def assert_no_traceback(body: dict) -> None:

@@ -3,24 +3,20 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.helpers import REPO, http, running_server
+from tests.helpers import REPO, http
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, seed_home: Path) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("web") / "home"
-    shutil.copytree(seed_home, home, ignore=shutil.ignore_patterns("index.lock"))
-    with running_server(home, home.parent / "serve.log") as url:
-        yield url
+def server(seed_server: str) -> str:
+    return seed_server
 
 
 @pytest.fixture(scope="module")
