@@ -2,13 +2,14 @@
 
 Write order makes a crash recoverable by simply running ``tanya index`` again: a document's vectors
 are replaced first and its store row is written last, so the store only ever claims a content hash
-whose vectors are complete; BM25 is rebuilt from the store and swapped in atomically.
+whose vectors are complete. BM25's terms are written in the same transaction as the document.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from index.bm25 import BM25Index
 from index.documents import Document, InputError
 from index.embedder import embed_passages, load_embedder
 from index.home import DataHome
-from index.lexical import ANALYZER
+from index.lexical import ANALYZER, tokenize
 from index.sentences import Span, group_chunks, split_sentences
 from index.store import DocumentStore
 from index.vectors import VectorCollections, chunk_id, connect, sentence_id, vector_node
@@ -56,9 +57,9 @@ class Index:
         self._embedder = embedder
         self.store = DocumentStore(home.store_path)
         self.vectors = VectorCollections(connect(home))
-        self.bm25 = BM25Index.load(home.bm25_dir)
-        if self.bm25.analyzer != ANALYZER or len(self.bm25) != self.store.counts()[2]:
-            self._refresh_stale_bm25()
+        if self.store.analyzer() != ANALYZER:
+            self._reanalyse()
+        self.bm25 = BM25Index(home.store_path, home.bm25_dir / "snapshot.npz")
 
     @property
     def embedder(self) -> BaseEmbedding:
@@ -68,6 +69,7 @@ class Index:
         return self._embedder
 
     def close(self) -> None:
+        self.bm25.close()
         self.store.close()
 
     @contextmanager
@@ -106,8 +108,7 @@ class Index:
                 self._write_batch(batch, report)
                 bar.update(sum(len(d.text) for d in batch))
             bar.close()
-            if todo or len(self.bm25) != self.store.counts()[2]:
-                self._rebuild_bm25()
+            self.bm25.save_if_stale()
         report.seconds = time.perf_counter() - start
         return report
 
@@ -119,6 +120,7 @@ class Index:
                 raise InputError(f"{doc.doc_id}: no text to index")
         chunk_texts = [doc.text[c.start : c.end] for doc, _, chunks in split for c in chunks]
         sentence_texts = [s.text for _, spans, _ in split for s in spans]
+        chunk_terms = iter([tokenize(text) for text in chunk_texts])
         chunk_vecs = iter(embed_passages(self.embedder, chunk_texts))
         sentence_vecs = iter(embed_passages(self.embedder, sentence_texts))
         for doc, spans, chunks in split:
@@ -133,7 +135,8 @@ class Index:
                 for si, s in enumerate(spans)]
             self.vectors.delete_document(doc.doc_id)
             self.vectors.add(chunk_nodes, sentence_nodes)
-            self.store.put(doc, spans, chunks)  # last: the store's hash vouches for complete vectors
+            self.store.put(doc, spans, chunks, [next(chunk_terms) for _ in chunks])
+            # ^ last: the store's hash vouches for complete vectors
             report.sentences += len(spans)
             report.chunks += len(chunks)
 
@@ -143,21 +146,19 @@ class Index:
                 return False
             self.vectors.delete_document(doc_id)
             self.store.delete(doc_id)
-            self._rebuild_bm25()
+            self.bm25.save_if_stale()
             return True
 
-    def _refresh_stale_bm25(self) -> None:
-        """BM25 from an older analysis (or an interrupted run): rebuild it from the document store, and
-        save it unless another process is writing (it will save its own)."""
+    def _reanalyse(self) -> None:
+        """Chunk terms from an older analysis (or none, from before they were kept): analyse every
+        chunk again. Another writer at work will find the same and do it when it has finished."""
         try:
             with self.writing():
-                self._rebuild_bm25()
+                if self.store.analyzer() != ANALYZER:
+                    self.store.reanalyse(ANALYZER, tokenize)
+                    shutil.rmtree(self.home.bm25_dir, ignore_errors=True)  # a snapshot of the old terms
         except IndexBusy:
-            self.bm25 = BM25Index.build(list(self.store.iter_chunks()))
-
-    def _rebuild_bm25(self) -> None:
-        self.bm25 = BM25Index.build(list(self.store.iter_chunks()))
-        self.bm25.save(self.home.bm25_dir)
+            pass
 
     def spans(self, doc_id: str) -> list[Span]:
         text = self.store.text(doc_id)

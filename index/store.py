@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,13 @@ CREATE TABLE IF NOT EXISTS chunks (
     doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE, idx INTEGER NOT NULL,
     first INTEGER NOT NULL, last INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
     PRIMARY KEY (doc_id, idx));
+-- Each chunk's analysed terms (index/lexical.py), space-separated: what BM25 (index/bm25.py) indexes.
+-- The id never repeats (AUTOINCREMENT), so a reader can tell new rows from ones it already has.
+CREATE TABLE IF NOT EXISTS chunk_terms (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE, chunk INTEGER NOT NULL,
+    terms TEXT NOT NULL, UNIQUE (doc_id, chunk));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -65,8 +72,9 @@ class DocumentStore:
     def hashes(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT doc_id, content_hash FROM documents"))
 
-    def put(self, doc: Document, spans: list[Span], chunks: list[Chunk]) -> None:
-        """Insert or replace one document with its sentences and chunks, atomically."""
+    def put(self, doc: Document, spans: list[Span], chunks: list[Chunk], chunk_terms: list[list[str]]) -> None:
+        """Insert or replace one document with its sentences, chunks and each chunk's analysed terms,
+        atomically."""
         chunk_of = {i: c_idx for c_idx, c in enumerate(chunks) for i in range(c.first, c.last + 1)}
         with self._transaction():
             self._db.execute("DELETE FROM documents WHERE doc_id = ?", (doc.doc_id,))
@@ -78,6 +86,8 @@ class DocumentStore:
             self._db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
                                  [(doc.doc_id, i, c.first, c.last, c.start, c.end)
                                   for i, c in enumerate(chunks)])
+            self._db.executemany("INSERT INTO chunk_terms (doc_id, chunk, terms) VALUES (?, ?, ?)",
+                                 [(doc.doc_id, i, " ".join(terms)) for i, terms in enumerate(chunk_terms)])
         self._text_cache.pop(doc.doc_id, None)
 
     def delete(self, doc_id: str) -> bool:
@@ -85,6 +95,21 @@ class DocumentStore:
             deleted = self._db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,)).rowcount
         self._text_cache.pop(doc_id, None)
         return deleted > 0
+
+    def analyzer(self) -> str | None:
+        """The lexical analysis the stored chunk terms were made with."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'analyzer'").fetchone()
+        return row[0] if row else None
+
+    def reanalyse(self, analyzer: str, analyse: Callable[[str], list[str]]) -> None:
+        """Replace every chunk's terms with a new analysis, in one transaction (an upgrade, or a
+        store from before chunk terms were kept)."""
+        with self._transaction():
+            self._db.execute("DELETE FROM chunk_terms")
+            rows = list(self.iter_chunks())
+            self._db.executemany("INSERT INTO chunk_terms (doc_id, chunk, terms) VALUES (?, ?, ?)",
+                                 [(doc_id, idx, " ".join(analyse(text))) for doc_id, idx, text in rows])
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('analyzer', ?)", (analyzer,))
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:

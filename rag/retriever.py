@@ -70,17 +70,15 @@ def collect_candidates(index: Index, query: str, per_side: int = CANDIDATES_PER_
     lang = language(query)
     query_vec = embed_query(index.embedder, query)
     dense_hits = {(d, c): cos for d, c, cos in index.vectors.query_chunks(query_vec, per_side)}
-    all_bm25 = index.bm25.scores(content_terms(query, lang))  # English: only names and numbers
-    bm25_rows = [int(r) for r in np.argsort(-all_bm25)[:per_side] if all_bm25[r] > 0]
-    keys = list(dense_hits)
-    keys += [k for k in (index.bm25.keys[r] for r in bm25_rows) if k not in dense_hits]
+    # English: names, numbers and the lexicon's Indonesian words (index/lexical.py)
+    bm25_hits = index.bm25.search(content_terms(query, lang), per_side, also=list(dense_hits))
+    keys = list(dense_hits) + [k for k in bm25_hits if k not in dense_hits]
     missing = [chunk_id(*k) for k in keys if k not in dense_hits]
     for cid, vec in index.vectors.chunk_vectors(missing).items():
         doc_id, chunk = cid.rsplit("#c", 1)
         dense_hits[(doc_id, int(chunk))] = float(vec @ query_vec)
     keys = [k for k in keys if k in dense_hits]  # a chunk deleted between the two lookups drops out
-    rows = [index.bm25.row(k) for k in keys]
-    bm25 = np.array([all_bm25[r] if r is not None else 0.0 for r in rows], dtype=np.float32)
+    bm25 = np.array([bm25_hits.get(k, 0.0) for k in keys], dtype=np.float32)
     dense = np.array([dense_hits[k] for k in keys], dtype=np.float32)
     background = background_level(index.embedder, query_vec)
     return Candidates(query, query_vec, lang, keys, dense, bm25, background, focus)

@@ -21,7 +21,7 @@ def assert_consistent(index: Index) -> None:
     assert len(index.bm25) == chunks
     stored = {d.doc_id for d in index.store.documents()}
     assert index.vectors.document_ids() == stored
-    assert {doc_id for doc_id, _ in index.bm25.keys} == stored
+    assert {doc_id for doc_id, _ in index.bm25.chunk_keys()} == stored
     for doc_id in stored:
         text = index.store.text(doc_id)
         for span in index.spans(doc_id):
