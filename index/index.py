@@ -27,7 +27,7 @@ from index.home import DataHome
 from index.lexical import ANALYZER, tokenize
 from index.sentences import Span, group_chunks, split_sentences
 from index.store import DocumentStore
-from index.vectors import VectorCollections, chunk_id, connect, sentence_id, vector_node
+from index.vectors import VectorCollections, chunk_id, connect, vector_node
 
 EMBED_BATCH_DOCS = 16
 
@@ -59,6 +59,8 @@ class Index:
         self.vectors = VectorCollections(connect(home))
         if self.store.analyzer() != ANALYZER:
             self._reanalyse()
+        if self.store.sentences_without_vectors():
+            self._move_legacy_sentence_vectors()
         self.bm25 = BM25Index(home.store_path, home.bm25_dir / "snapshot.npz")
 
     @property
@@ -122,21 +124,19 @@ class Index:
         sentence_texts = [s.text for _, spans, _ in split for s in spans]
         chunk_terms = iter([tokenize(text) for text in chunk_texts])
         chunk_vecs = iter(embed_passages(self.embedder, chunk_texts))
-        sentence_vecs = iter(embed_passages(self.embedder, sentence_texts))
+        sentence_vecs = embed_passages(self.embedder, sentence_texts)
+        first_sentence = 0
         for doc, spans, chunks in split:
-            chunk_of = {i: c_idx for c_idx, c in enumerate(chunks) for i in range(c.first, c.last + 1)}
             chunk_nodes: list[BaseNode] = [
                 vector_node(chunk_id(doc.doc_id, ci), doc.doc_id, doc.text[c.start : c.end], next(chunk_vecs),
                             chunk=ci, start=c.start, end=c.end)
                 for ci, c in enumerate(chunks)]
-            sentence_nodes: list[BaseNode] = [
-                vector_node(sentence_id(doc.doc_id, si), doc.doc_id, s.text, next(sentence_vecs),
-                            sentence=si, chunk=chunk_of[si], start=s.start, end=s.end)
-                for si, s in enumerate(spans)]
             self.vectors.delete_document(doc.doc_id)
-            self.vectors.add(chunk_nodes, sentence_nodes)
-            self.store.put(doc, spans, chunks, [next(chunk_terms) for _ in chunks])
-            # ^ last: the store's hash vouches for complete vectors
+            self.vectors.add(chunk_nodes)
+            # Last: the store's hash vouches for complete chunk vectors.
+            self.store.put(doc, spans, chunks, [next(chunk_terms) for _ in chunks],
+                           sentence_vecs[first_sentence : first_sentence + len(spans)])
+            first_sentence += len(spans)
             report.sentences += len(spans)
             report.chunks += len(chunks)
 
@@ -157,6 +157,18 @@ class Index:
                 if self.store.analyzer() != ANALYZER:
                     self.store.reanalyse(ANALYZER, tokenize)
                     shutil.rmtree(self.home.bm25_dir, ignore_errors=True)  # a snapshot of the old terms
+        except IndexBusy:
+            pass
+
+    def _move_legacy_sentence_vectors(self) -> None:
+        """An older home kept sentence vectors in Chroma: move them into the store (once, by whichever
+        process gets the writer's lock first). A document still lacking some is embedded again by
+        the next ``tanya index`` of it."""
+        try:
+            with self.writing():
+                for batch in self.vectors.take_legacy_sentence_vectors():
+                    self.store.set_sentence_vectors(batch)
+                self.store.forget_hashes_of_incomplete()
         except IndexBusy:
             pass
 

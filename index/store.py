@@ -1,7 +1,10 @@
-"""The document store: the one source of truth for documents, sentence offsets and chunks.
+"""The document store: the one source of truth, and everything Tanya keeps besides chunk vectors.
 
-SQLite (stdlib, one file, transactional). Chroma and BM25 are derived from it: every vector and
-every BM25 row names a (doc_id, chunk) that exists here, and a citation's offsets come from here.
+SQLite (stdlib, one file, transactional): documents, sentence offsets and sentence vectors, chunks,
+and each chunk's BM25 terms, all written in one transaction per document. Chroma holds the chunk
+vectors (the only thing searched by similarity); every vector there names a (doc_id, chunk) that
+exists here, and a citation's offsets come from here. Moving Tanya's state means moving this file
+(and Chroma).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from index.documents import Document
 from index.sentences import Chunk, Span
 
@@ -20,9 +25,13 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
     doc_id TEXT PRIMARY KEY, title TEXT NOT NULL, date TEXT, source TEXT, text TEXT NOT NULL,
     content_hash TEXT NOT NULL, indexed_at REAL NOT NULL);
+-- vector: the sentence's embedding (float16), read by the sentence scorer for ~60 sentences per
+-- question and never searched, so it lives here rather than in Chroma, where any read of a collection
+-- loads its whole HNSW graph (+1.4 GB at 700k sentences; benchmarks/README.md).
 CREATE TABLE IF NOT EXISTS sentences (
     doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE, idx INTEGER NOT NULL,
-    start INTEGER NOT NULL, "end" INTEGER NOT NULL, chunk INTEGER NOT NULL, PRIMARY KEY (doc_id, idx));
+    start INTEGER NOT NULL, "end" INTEGER NOT NULL, chunk INTEGER NOT NULL, vector BLOB,
+    PRIMARY KEY (doc_id, idx));
 CREATE TABLE IF NOT EXISTS chunks (
     doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE, idx INTEGER NOT NULL,
     first INTEGER NOT NULL, last INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
@@ -56,6 +65,10 @@ class SentenceRef:
     chunk: int
 
 
+def _blob(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype=np.float16).tobytes()
+
+
 class DocumentStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +77,9 @@ class DocumentStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(sentences)")}
+        if "vector" not in columns:  # a store from before sentence vectors moved here
+            self._db.execute("ALTER TABLE sentences ADD COLUMN vector BLOB")
         self._text_cache: dict[str, str] = {}
 
     def close(self) -> None:
@@ -72,17 +88,19 @@ class DocumentStore:
     def hashes(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT doc_id, content_hash FROM documents"))
 
-    def put(self, doc: Document, spans: list[Span], chunks: list[Chunk], chunk_terms: list[list[str]]) -> None:
-        """Insert or replace one document with its sentences, chunks and each chunk's analysed terms,
-        atomically."""
+    def put(self, doc: Document, spans: list[Span], chunks: list[Chunk], chunk_terms: list[list[str]],
+            sentence_vectors: np.ndarray) -> None:
+        """Insert or replace one document with its sentences (and their vectors), chunks and each
+        chunk's analysed terms, atomically."""
         chunk_of = {i: c_idx for c_idx, c in enumerate(chunks) for i in range(c.first, c.last + 1)}
         with self._transaction():
             self._db.execute("DELETE FROM documents WHERE doc_id = ?", (doc.doc_id,))
             self._db.execute("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
                              (doc.doc_id, doc.title, doc.date, doc.source, doc.text, doc.content_hash,
                               time.time()))
-            self._db.executemany("INSERT INTO sentences VALUES (?, ?, ?, ?, ?)",
-                                 [(doc.doc_id, i, s.start, s.end, chunk_of[i]) for i, s in enumerate(spans)])
+            self._db.executemany("INSERT INTO sentences VALUES (?, ?, ?, ?, ?, ?)",
+                                 [(doc.doc_id, i, s.start, s.end, chunk_of[i], _blob(vec))
+                                  for i, (s, vec) in enumerate(zip(spans, sentence_vectors, strict=True))])
             self._db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
                                  [(doc.doc_id, i, c.first, c.last, c.start, c.end)
                                   for i, c in enumerate(chunks)])
@@ -161,6 +179,32 @@ class DocumentStore:
                                     "WHERE doc_id = ? AND chunk = ? ORDER BY idx", (doc_id, chunk))
             out.extend(SentenceRef(*row) for row in rows)
         return out
+
+    def sentence_vectors(self, refs: list[SentenceRef]) -> dict[tuple[str, int], np.ndarray]:
+        """Stored vectors by (doc_id, idx), as float32; sentences without one are absent."""
+        out = {}
+        for ref in refs:
+            row = self._db.execute("SELECT vector FROM sentences WHERE doc_id = ? AND idx = ?",
+                                   (ref.doc_id, ref.idx)).fetchone()
+            if row is not None and row[0] is not None:
+                out[(ref.doc_id, ref.idx)] = np.frombuffer(row[0], dtype=np.float16).astype(np.float32)
+        return out
+
+    def sentences_without_vectors(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM sentences WHERE vector IS NULL").fetchone()[0])
+
+    def set_sentence_vectors(self, rows: list[tuple[str, int, np.ndarray]]) -> None:
+        with self._transaction():
+            self._db.executemany("UPDATE sentences SET vector = ? WHERE doc_id = ? AND idx = ?",
+                                 [(_blob(vec), doc_id, idx) for doc_id, idx, vec in rows])
+
+    def forget_hashes_of_incomplete(self) -> list[str]:
+        """Documents with a sentence lacking its vector lose their content hash, so the next
+        ``tanya index`` of them embeds them again; returns their ids."""
+        with self._transaction():
+            ids = [r[0] for r in self._db.execute("SELECT DISTINCT doc_id FROM sentences WHERE vector IS NULL")]
+            self._db.executemany("UPDATE documents SET content_hash = '' WHERE doc_id = ?", [(i,) for i in ids])
+        return ids
 
     def chunk_span(self, doc_id: str, chunk: int) -> tuple[int, int]:
         row = self._db.execute('SELECT start, "end" FROM chunks WHERE doc_id = ? AND idx = ?',

@@ -1,8 +1,9 @@
 """Chroma access: an embedded PersistentClient in the data home, or a ``chroma run`` server.
 
-Two collections, both written through llama-index's ChromaVectorStore: chunk vectors (dense
-retrieval) and sentence vectors (the sentence scorer that picks what an answer cites). Collections
-are created with ``embedding_function=None``: Chroma's default one downloads a model.
+One collection of chunk vectors (dense retrieval), written through llama-index's ChromaVectorStore
+and created with ``embedding_function=None``: Chroma's default one downloads a model. Sentence
+vectors live in the document store (index/store.py says why); homes from before keep them in a
+``tanya_sentences`` collection until ``take_legacy_sentence_vectors`` moves them.
 """
 
 from __future__ import annotations
@@ -68,22 +69,30 @@ class VectorCollections:
         try:
             self.chunk_collection = client.get_or_create_collection(CHUNKS, metadata=meta,
                                                                     embedding_function=None)
-            self.sentence_collection = client.get_or_create_collection(SENTENCES, metadata=meta,
-                                                                       embedding_function=None)
         except Exception as exc:
             raise StoreUnavailable(f"the vector store is unavailable: {exc}") from None
         self.chunks = ChromaVectorStore(chroma_collection=self.chunk_collection)
-        self.sentences = ChromaVectorStore(chroma_collection=self.sentence_collection)
 
-    def add(self, chunk_nodes: list[BaseNode], sentence_nodes: list[BaseNode]) -> None:
+    def add(self, chunk_nodes: list[BaseNode]) -> None:
         with reachable():
             self.chunks.add(chunk_nodes)
-            self.sentences.add(sentence_nodes)
 
     def delete_document(self, doc_id: str) -> None:
         with reachable():
             self.chunks.delete(doc_id)
-            self.sentences.delete(doc_id)
+
+    def take_legacy_sentence_vectors(self, batch: int = 5000) -> Iterator[list[tuple[str, int, np.ndarray]]]:
+        """Batches of (doc_id, sentence idx, vector) from an older home's sentence collection, which is
+        deleted once all were yielded (the caller stores each batch before asking for the next)."""
+        with reachable():
+            if SENTENCES not in {c.name for c in self.client.list_collections()}:
+                return
+            legacy = self.client.get_collection(SENTENCES, embedding_function=None)
+            for offset in range(0, legacy.count(), batch):
+                found = legacy.get(include=["embeddings", "metadatas"], limit=batch, offset=offset)
+                yield [(str(m["doc_id"]), int(m["sentence"]), np.asarray(e, dtype=np.float32))  # type: ignore[arg-type]
+                       for m, e in zip(found["metadatas"] or [], found["embeddings"], strict=True)]  # type: ignore[arg-type]
+            self.client.delete_collection(SENTENCES)
 
     def document_ids(self) -> set[str]:
         """Every doc id that has chunk vectors (for consistency checks)."""
@@ -103,9 +112,6 @@ class VectorCollections:
         return [(str(n.metadata["doc_id"]), int(n.metadata["chunk"]), 1.0 + math.log(s))
                 for n, s in zip(result.nodes or [], result.similarities or [], strict=True)]
 
-    def sentence_vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
-        return _stored_vectors(self.sentence_collection, ids)
-
     def chunk_vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
         return _stored_vectors(self.chunk_collection, ids)
 
@@ -123,6 +129,3 @@ def _stored_vectors(collection: chromadb.Collection, ids: list[str]) -> dict[str
 def chunk_id(doc_id: str, chunk: int) -> str:
     return f"{doc_id}#c{chunk}"
 
-
-def sentence_id(doc_id: str, idx: int) -> str:
-    return f"{doc_id}#s{idx}"

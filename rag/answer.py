@@ -17,7 +17,6 @@ import numpy as np
 from index.index import Index
 from index.lexical import content_terms, tokenize
 from index.store import SentenceRef
-from index.vectors import sentence_id
 from rag.answer_types import offers_answer, question_type
 from rag.params import ScoringParams
 from rag.retriever import Candidates, minmax
@@ -91,8 +90,8 @@ def gather_sentences(index: Index, cands: Candidates, params: ScoringParams) -> 
     for key, score in zip(cands.keys, fused, strict=True):
         article_score[key[0]] = max(article_score.get(key[0], 0.0), float(score))
     refs = index.store.sentences_of_chunks([cands.keys[i] for i in order])
-    vectors = index.vectors.sentence_vectors([sentence_id(r.doc_id, r.idx) for r in refs])
-    refs = [r for r in refs if sentence_id(r.doc_id, r.idx) in vectors]
+    vectors = index.store.sentence_vectors(refs)
+    refs = [r for r in refs if (r.doc_id, r.idx) in vectors]
     if not refs:
         return None
     # Retrieval used the whole context (a follow-up carries the previous question); what a sentence
@@ -106,7 +105,7 @@ def gather_sentences(index: Index, cands: Candidates, params: ScoringParams) -> 
     top_start, top_end = index.store.chunk_span(*top)
     return SentenceEvidence(
         refs=refs,
-        dense=np.array([vectors[sentence_id(r.doc_id, r.idx)] @ cands.query_vec for r in refs], dtype=np.float32),
+        dense=np.array([vectors[(r.doc_id, r.idx)] @ cands.query_vec for r in refs], dtype=np.float32),
         lexical=np.array([lexical_coverage(weights, terms) for terms in token_sets], dtype=np.float32),
         chunk_score=np.array([article_score[r.doc_id] for r in refs], dtype=np.float32),
         answer_type=np.array([offers_answer(kind, t, cands.focus) for t in texts], dtype=np.float32),

@@ -36,7 +36,8 @@ def put(store: DocumentStore, doc_id: str, text: str) -> None:
     doc = make_document(doc_id, text)
     spans = split_sentences(text)
     chunks = group_chunks(spans)
-    store.put(doc, spans, chunks, [tokenize(text[c.start : c.end]) for c in chunks])
+    no_vectors = np.zeros((len(spans), 384), dtype=np.float32)  # BM25 never reads them
+    store.put(doc, spans, chunks, [tokenize(text[c.start : c.end]) for c in chunks], no_vectors)
 
 
 def reference_scores(store: DocumentStore, query: str) -> dict[tuple[str, int], float]:

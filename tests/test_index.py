@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,10 @@ from tests.helpers import CORPUS, KIRBY_DOC, THOMAS_DOC
 
 
 def assert_consistent(index: Index) -> None:
-    """Documents, sentence offsets, Chroma (both collections) and BM25 all agree."""
+    """Documents, sentence offsets and vectors, Chroma and BM25 all agree."""
     _, sentences, chunks = index.store.counts()
     assert index.vectors.chunk_collection.count() == chunks
-    assert index.vectors.sentence_collection.count() == sentences
+    assert index.store.sentences_without_vectors() == 0 and sentences > 0
     assert len(index.bm25) == chunks
     stored = {d.doc_id for d in index.store.documents()}
     assert index.vectors.document_ids() == stored
@@ -139,3 +140,36 @@ def test_lone_surrogates_in_jsonl_are_rejected(home: Path, tmp_path: Path) -> No
     bad.write_text('{"id": "s", "text": "teks \\ud800 rusak"}\n', encoding="utf-8")
     with pytest.raises(InputError, match="lone surrogate"):
         read_paths([bad])
+
+
+def test_a_home_keeping_sentence_vectors_in_chroma_is_moved_without_loss(seed_home: Path, tmp_path: Path) -> None:
+    """Homes from before sentence vectors moved to the store kept them in a Chroma collection and the
+    store had no vector column: opening one moves them over, and answers do not change."""
+    import sqlite3
+
+    import chromadb
+    import numpy as np
+
+    from index.vectors import SENTENCES
+
+    old = tmp_path / "old-home"
+    shutil.copytree(seed_home, old)
+    question = "Siapa juru bicara Central Command AS?"
+    expected = Tanya.open(old).ask(question).to_json()
+    # Rebuild the old layout: vectors into a `tanya_sentences` collection, the column gone.
+    db = sqlite3.connect(old / "documents.sqlite3")
+    rows = db.execute("SELECT doc_id, idx, vector FROM sentences").fetchall()
+    client = chromadb.PersistentClient(path=str(old / "chroma"))
+    legacy = client.create_collection(SENTENCES, metadata={"hnsw:space": "cosine"}, embedding_function=None)
+    legacy.add(ids=[f"{d}#s{i}" for d, i, _ in rows], metadatas=[{"doc_id": d, "sentence": i} for d, i, _ in rows],
+               embeddings=[np.frombuffer(v, dtype=np.float16).astype(np.float32).tolist() for _, _, v in rows])
+    del client
+    db.execute("ALTER TABLE sentences DROP COLUMN vector")
+    db.commit()
+    db.close()
+
+    tanya = Tanya.open(old)
+    assert tanya.index.store.sentences_without_vectors() == 0
+    assert SENTENCES not in {c.name for c in tanya.index.vectors.client.list_collections()}
+    assert_consistent(tanya.index)
+    assert tanya.ask(question).to_json() == expected
