@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup chromium model index run test lint calibrate eval clean
+.PHONY: setup chromium model index run test lint calibrate eval bench clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,13 @@ calibrate: model
 # The eval suite on the seed set and FacQA; the report (Markdown + plots) goes to eval/reports/current.
 eval: model
 	$(BIN)/tanya eval --out eval/reports/current
+
+# Scale benchmarks (benchmarks/README.md): real news at ~1k, 10k and 100k chunks. ARTICLES is a JSONL of
+# {"id", "text", "title"} (the repo does not carry one); indexes are kept in .cache/bench and reused.
+ARTICLES ?= ../shared/data/clickid/articles.jsonl
+SIZES ?= 1000,10000,100000
+bench: model
+	$(BIN)/python benchmarks/scale.py $(ARTICLES) --sizes $(SIZES)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

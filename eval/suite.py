@@ -30,6 +30,7 @@ from eval import facqa
 from eval.gold import SEED_GOLD, GoldQuestion, GoldResult, history_of, load_gold
 from eval.metrics import contains_answer, first_rank, mrr_at, percentile, recall_at, refusal_rates
 from index.documents import InputError, read_paths
+from index.embedder import configured_backend
 from index.home import DataHome
 from index.index import Index
 from rag.retriever import Candidates, collect_candidates
@@ -199,10 +200,15 @@ def eval_index(root: Path, model_dir: Path) -> Tanya:
     return Tanya(Index(DataHome(root, None, model_dir)))
 
 
+def index_root(eval_root: Path, name: str) -> Path:
+    """One folder per embedding backend: an index keeps the backend that built it (index/embedder.py)."""
+    return eval_root / "indexes" / configured_backend() / name
+
+
 def seed_set(eval_root: Path, model_dir: Path, corpus: Path = SEED_CORPUS, gold: Path = SEED_GOLD) -> EvalSet:
     if not corpus.is_dir():
         raise InputError(f"the seed corpus {corpus} is missing (run from a clone of the repository)")
-    tanya = eval_index(eval_root / "indexes" / "seed", model_dir)
+    tanya = eval_index(index_root(eval_root, "seed"), model_dir)
     tanya.add_paths([corpus], progress=True)
     return EvalSet("seed", [(tanya, load_gold(gold))], f"{gold.name} over the {corpus.name}/ articles")
 
@@ -214,14 +220,14 @@ def facqa_gold(items: list[facqa.FacQAItem], lang: str) -> list[GoldQuestion]:
 def facqa_set(eval_root: Path, model_dir: Path) -> EvalSet:
     docs, items = facqa.load()
     english = facqa.english_items(items)
-    full_root = eval_root / "indexes" / "facqa"
+    full_root = index_root(eval_root, "facqa")
     full = eval_index(full_root, model_dir)
     full.add(docs, progress=True)
 
     # Not in the corpus: passages only valid questions use, removed from a copy of the index.
     train_docs = {it.doc_id for it in items["train"]}
     held_out = {it.doc_id for it in items["valid"]} - train_docs
-    absent_root = eval_root / "indexes" / "facqa-absent"
+    absent_root = index_root(eval_root, "facqa-absent")
     if not (absent_root / "documents.sqlite3").exists():
         full.close()
         shutil.rmtree(absent_root, ignore_errors=True)
@@ -254,6 +260,6 @@ def custom_set(gold: Path, corpus: Path | None, eval_root: Path, model_dir: Path
         return EvalSet(gold.stem, [(user_index, questions)], f"{gold.name} against the data home's index")
     docs = read_paths([corpus])  # validated before anything is written
     key = hashlib.sha256(str(corpus.resolve()).encode()).hexdigest()[:12]
-    tanya = eval_index(eval_root / "indexes" / f"custom-{key}", model_dir)
+    tanya = eval_index(index_root(eval_root, f"custom-{key}"), model_dir)
     tanya.add(docs, progress=True)
     return EvalSet(gold.stem, [(tanya, questions)], f"{gold.name} over {corpus}")

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from index.bm25 import BM25Index
 from index.documents import Document, InputError
-from index.embedder import embed_passages, load_embedder
+from index.embedder import configured_backend, embed_passages, load_embedder
 from index.home import DataHome
 from index.lexical import ANALYZER, tokenize
 from index.sentences import Span, group_chunks, split_sentences
@@ -57,7 +57,8 @@ class Index:
         self._embedder = embedder
         self.store = DocumentStore(home.store_path)
         self.vectors = VectorCollections(connect(home))
-        if self.store.analyzer() != ANALYZER:
+        self.backend = self._embedding_backend()
+        if self.store.meta("analyzer") != ANALYZER:
             self._reanalyse()
         if self.store.sentences_without_vectors():
             self._move_legacy_sentence_vectors()
@@ -67,8 +68,19 @@ class Index:
     def embedder(self) -> BaseEmbedding:
         """Loaded on first use: listing or deleting documents never pays for the model."""
         if self._embedder is None:
-            self._embedder = load_embedder(self.home.model_dir)
+            self._embedder = load_embedder(self.home.model_dir, self.backend)
         return self._embedder
+
+    def _embedding_backend(self) -> str:
+        """The backend that made this index's vectors; a new index takes ``TANYA_EMBEDDER``'s."""
+        configured = configured_backend()
+        # An index from before backends were recorded was made by torch.
+        recorded = self.store.set_meta_once("embedder", "torch" if self.store.counts()[0] else configured)
+        if os.environ.get("TANYA_EMBEDDER") and recorded != configured:
+            raise InputError(f"the index in {self.home.root} was built with the {recorded} embedder; "
+                             f"TANYA_EMBEDDER={configured} would mix two kinds of vectors. Unset it, or "
+                             "index into a new TANYA_HOME")
+        return recorded
 
     def close(self) -> None:
         self.bm25.close()
@@ -154,7 +166,7 @@ class Index:
         chunk again. Another writer at work will find the same and do it when it has finished."""
         try:
             with self.writing():
-                if self.store.analyzer() != ANALYZER:
+                if self.store.meta("analyzer") != ANALYZER:
                     self.store.reanalyse(ANALYZER, tokenize)
                     shutil.rmtree(self.home.bm25_dir, ignore_errors=True)  # a snapshot of the old terms
         except IndexBusy:

@@ -114,10 +114,16 @@ class DocumentStore:
         self._text_cache.pop(doc_id, None)
         return deleted > 0
 
-    def analyzer(self) -> str | None:
-        """The lexical analysis the stored chunk terms were made with."""
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'analyzer'").fetchone()
+    def meta(self, key: str) -> str | None:
+        """Facts about the whole index: 'analyzer' (what made the chunk terms), 'embedder' (the
+        backend that made the vectors)."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
+
+    def set_meta_once(self, key: str, value: str) -> str:
+        """Record ``value`` unless the key already has one; returns the value that holds."""
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+        return self.meta(key) or value
 
     def reanalyse(self, analyzer: str, analyse: Callable[[str], list[str]]) -> None:
         """Replace every chunk's terms with a new analysis, in one transaction (an upgrade, or a

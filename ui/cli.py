@@ -186,11 +186,15 @@ def argv_is_cli() -> bool:
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
+    from index.embedder import configured_backend
     from index.home import DataHome
     from index.model import provision
+    from index.onnx_embedder import export_int8
 
     target = DataHome.resolve(args.home).model_dir
     provision(target)
+    if configured_backend() == "onnx-int8":
+        export_int8(target)
     print(f"model ready in {target}")
     return 0
 
