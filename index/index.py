@@ -29,7 +29,7 @@ from index.sentences import Span, group_chunks, split_sentences
 from index.store import DocumentStore
 from index.vectors import VectorCollections, chunk_id, connect, vector_node
 
-EMBED_BATCH_DOCS = 16
+EMBED_BATCH_DOCS = 32
 
 
 class IndexBusy(RuntimeError):
@@ -134,17 +134,17 @@ class Index:
                 raise InputError(f"{doc.doc_id}: no text to index")
         chunk_texts = [doc.text[c.start : c.end] for doc, _, chunks in split for c in chunks]
         sentence_texts = [s.text for _, spans, _ in split for s in spans]
+        # One call for both kinds: the embedder sorts all of them by length, so batches pad least.
+        vectors = embed_passages(self.embedder, chunk_texts + sentence_texts)
+        chunk_vecs, sentence_vecs = iter(vectors[: len(chunk_texts)]), vectors[len(chunk_texts) :]
         chunk_terms = iter([tokenize(text) for text in chunk_texts])
-        chunk_vecs = iter(embed_passages(self.embedder, chunk_texts))
-        sentence_vecs = embed_passages(self.embedder, sentence_texts)
+        nodes: list[BaseNode] = [
+            vector_node(chunk_id(doc.doc_id, ci), doc.doc_id, doc.text[c.start : c.end], next(chunk_vecs),
+                        chunk=ci, start=c.start, end=c.end)
+            for doc, _, chunks in split for ci, c in enumerate(chunks)]
+        self.vectors.replace_documents([doc.doc_id for doc in batch], nodes)
         first_sentence = 0
         for doc, spans, chunks in split:
-            chunk_nodes: list[BaseNode] = [
-                vector_node(chunk_id(doc.doc_id, ci), doc.doc_id, doc.text[c.start : c.end], next(chunk_vecs),
-                            chunk=ci, start=c.start, end=c.end)
-                for ci, c in enumerate(chunks)]
-            self.vectors.delete_document(doc.doc_id)
-            self.vectors.add(chunk_nodes)
             # Last: the store's hash vouches for complete chunk vectors.
             self.store.put(doc, spans, chunks, [next(chunk_terms) for _ in chunks],
                            sentence_vecs[first_sentence : first_sentence + len(spans)])

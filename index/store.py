@@ -75,6 +75,9 @@ class DocumentStore:
         # check_same_thread=False: the web server reads from worker threads; SQLite serialises.
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: a commit survives a killed process; only a power cut may undo the last ones
+        # (the store stays consistent, and `tanya index` redoes them). FULL fsyncs every document.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(sentences)")}

@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import cast
 from urllib.parse import urlparse
 
 import chromadb
 import httpx
 import numpy as np
+from chromadb.api.types import Where
 from chromadb.config import Settings as ChromaSettings
 from llama_index.core.schema import BaseNode, NodeRelationship, RelatedNodeInfo, TextNode
 from llama_index.core.vector_stores.types import VectorStoreQuery
@@ -73,8 +75,12 @@ class VectorCollections:
             raise StoreUnavailable(f"the vector store is unavailable: {exc}") from None
         self.chunks = ChromaVectorStore(chroma_collection=self.chunk_collection)
 
-    def add(self, chunk_nodes: list[BaseNode]) -> None:
+    def replace_documents(self, doc_ids: list[str], chunk_nodes: list[BaseNode]) -> None:
+        """Drop whatever vectors these documents had (also those an interrupted run left behind),
+        then add theirs: one call each per batch, not per document."""
+        where = cast(Where, {"doc_id": {"$in": list(doc_ids)}})
         with reachable():
+            self.chunk_collection.delete(where=where)
             self.chunks.add(chunk_nodes)
 
     def delete_document(self, doc_id: str) -> None:
