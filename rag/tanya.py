@@ -71,8 +71,12 @@ class Tanya:
         self.index.close()
 
     def warm_up(self) -> None:
-        """Load the model and embed the background sample now, so the first question is not slow."""
-        background_vectors(self.index.embedder)
+        """Load the model, embed the background sample, and open Chroma's chunk index and BM25 now
+        (Chroma loads an index on its first query: ~0.4 s at 100k chunks), so the first question is
+        not slow."""
+        vectors = background_vectors(self.index.embedder)
+        if len(self.index.bm25):
+            self.index.vectors.query_chunks(vectors[0], 1)
 
     def add(self, docs: Sequence[Document], progress: bool = False) -> IndexReport:
         return self.index.add(list(docs), progress=progress)
