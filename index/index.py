@@ -60,7 +60,7 @@ class Index:
         self.backend = self._embedding_backend()
         if self.store.meta("analyzer") != ANALYZER:
             self._reanalyse()
-        if self.store.sentences_without_vectors():
+        if self.store.meta("sentence_vectors") == "in chroma":
             self._move_legacy_sentence_vectors()
         self.bm25 = BM25Index(home.store_path, home.bm25_dir / "snapshot.npz")
 

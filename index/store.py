@@ -81,8 +81,10 @@ class DocumentStore:
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(sentences)")}
-        if "vector" not in columns:  # a store from before sentence vectors moved here
+        if "vector" not in columns:  # a store from before sentence vectors moved here: mark it, so
+            # opening a store never has to scan every sentence to find out
             self._db.execute("ALTER TABLE sentences ADD COLUMN vector BLOB")
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('sentence_vectors', 'in chroma')")
         self._text_cache: dict[str, str] = {}
 
     def close(self) -> None:
@@ -119,7 +121,8 @@ class DocumentStore:
 
     def meta(self, key: str) -> str | None:
         """Facts about the whole index: 'analyzer' (what made the chunk terms), 'embedder' (the
-        backend that made the vectors)."""
+        backend that made the vectors), 'sentence_vectors' (present while an older home's vectors are still
+        in Chroma)."""
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
@@ -209,10 +212,11 @@ class DocumentStore:
 
     def forget_hashes_of_incomplete(self) -> list[str]:
         """Documents with a sentence lacking its vector lose their content hash, so the next
-        ``tanya index`` of them embeds them again; returns their ids."""
+        ``tanya index`` of them embeds them again; the move from Chroma is then over. Returns their ids."""
         with self._transaction():
             ids = [r[0] for r in self._db.execute("SELECT DISTINCT doc_id FROM sentences WHERE vector IS NULL")]
             self._db.executemany("UPDATE documents SET content_hash = '' WHERE doc_id = ?", [(i,) for i in ids])
+            self._db.execute("DELETE FROM meta WHERE key = 'sentence_vectors'")
         return ids
 
     def chunk_span(self, doc_id: str, chunk: int) -> tuple[int, int]:
