@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from index.faults import fault_point
 from index.lexical import ANALYZER
 
 ChunkKey = tuple[str, int]  # (doc_id, chunk index)
@@ -242,7 +243,10 @@ class BM25Index:
                      tfs=self._tfs, chunks=np.array([c for _, c in self._keys], dtype=np.int64),
                      strings=np.array(json.dumps({"analyzer": ANALYZER, "terms": self._terms,
                                                   "docs": [d for d, _ in self._keys]})))
+            fault_point("bm25_snapshot_written")
             os.replace(staging, self._snapshot)  # atomic: a reader sees the old snapshot or the new one
+            for leftover in self._snapshot.parent.glob(f"{self._snapshot.stem}.*.tmp.npz"):
+                leftover.unlink(missing_ok=True)  # a killed writer's (callers hold the writer's lock)
             self._changed_since_snapshot = 0
             return True
 

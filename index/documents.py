@@ -15,7 +15,8 @@ from pathlib import Path
 
 TEXT_SUFFIXES = (".txt", ".md")
 MAX_DOCUMENT_CHARS = 5_000_000
-_DOC_ID = re.compile(r"^[\w.\-]{1,200}$")
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which some editors (Notepad) write: not part of the text
+_DOC_ID = re.compile(r"[\w.\-]{1,200}")  # whole string (fullmatch: `$` would let a trailing newline in)
 
 
 class InputError(ValueError):
@@ -37,8 +38,10 @@ class Document:
 
 
 def validate_doc_id(doc_id: str) -> str:
-    if not isinstance(doc_id, str) or not _DOC_ID.match(doc_id):
-        raise InputError(f"invalid document id {doc_id!r}: use 1-200 letters, digits, '.', '_' or '-'")
+    # "." and ".." cannot be addressed in a URL (clients collapse /api/documents/.. to /api/).
+    if not isinstance(doc_id, str) or not _DOC_ID.fullmatch(doc_id) or not doc_id.strip("."):
+        raise InputError(f"invalid document id {doc_id!r}: use 1-200 letters, digits, '.', '_' or '-' "
+                         "(not only dots)")
     return doc_id
 
 
@@ -82,7 +85,7 @@ def read_text_file(path: Path, doc_id: str | None = None) -> Document:
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.removeprefix(BOM).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     return make_document(doc_id or path.stem, text, where=str(path))
@@ -98,12 +101,16 @@ def read_jsonl(path: Path) -> Iterator[Document]:
             where = f"{path}:{number}"
             if not raw.strip():
                 continue
+            if number == 1:
+                raw = raw.removeprefix(BOM)
             try:
                 row = json.loads(raw.decode("utf-8"))
             except (UnicodeDecodeError, ValueError):
                 raise InputError(f"{where}: not a JSON object in UTF-8") from None
             if not isinstance(row, dict) or "id" not in row or "text" not in row:
                 raise InputError(f"{where}: each line needs an object with 'id' and 'text'")
+            if isinstance(row["id"], bool) or not isinstance(row["id"], str | int):  # null would become "None"
+                raise InputError(f"{where}: 'id' must be a string")
             yield make_document(str(row["id"]), row["text"], row.get("title"), row.get("date"),
                                 row.get("source"), where=where)
 
@@ -124,9 +131,13 @@ def read_paths(paths: list[Path]) -> list[Document]:
             found = iter([read_text_file(path)])
         else:
             raise InputError(f"{path}: unsupported file type (use a folder, .txt, .md or .jsonl)")
+        count = len(docs)
         for doc in found:
             if doc.doc_id in docs:
                 raise InputError(f"duplicate document id {doc.doc_id!r} ({origin[doc.doc_id]} and {path})")
             docs[doc.doc_id] = doc
             origin[doc.doc_id] = str(path)
+        if len(docs) == count:  # most likely a wrong path: say so rather than "0 added"
+            what = "no .txt or .md files in this folder" if path.is_dir() else "no documents in this file"
+            raise InputError(f"{path}: {what}")
     return list(docs.values())

@@ -50,4 +50,10 @@ class DataHome:
 
     @property
     def lock_path(self) -> Path:
+        """Held by the one process writing (index/index.py ``Index.writing``)."""
         return self.root / "index.lock"
+
+    @property
+    def chroma_lock_path(self) -> Path:
+        """Held by the one process that has the embedded Chroma open (index/vectors.py ``connect``)."""
+        return self.root / "chroma.lock"

@@ -1,8 +1,18 @@
 """The on-disk index as one object: document store + Chroma vectors + BM25, kept in agreement.
 
-Write order makes a crash recoverable by simply running ``tanya index`` again: a document's vectors
-are replaced first and its store row is written last, so the store only ever claims a content hash
-whose vectors are complete. BM25's terms are written in the same transaction as the document.
+The write protocol, for each batch of documents (a process killed at any point leaves an index that
+answers exactly as before the batch, and the next writer finishes or undoes it):
+
+1. the store marks the batch's documents *pending* (committed);
+2. their new chunk vectors go to Chroma under new ids (``doc#c3@<version>``), beside the old ones;
+3. the store commits the whole batch in one transaction (texts, sentences and their vectors, chunks,
+   BM25 terms): the commit point. Retrieval takes only vectors whose version the store holds, so
+   before it readers see the old documents, after it the new ones;
+4. the old versions' vectors are deleted from Chroma, and the pending marks cleared.
+
+A writer starts by removing whatever vectors a killed one left for pending documents (``_recover``).
+Deleting a document is the same: the store deletes it and marks it pending in one transaction, then
+its vectors go. ``check()`` verifies the whole agreement (``tanya check``).
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ import fcntl
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,13 +34,15 @@ from tqdm import tqdm
 from index.bm25 import BM25Index
 from index.documents import Document, InputError
 from index.embedder import configured_backend, embed_passages, load_embedder
+from index.faults import fault_point
 from index.home import DataHome
 from index.lexical import ANALYZER, tokenize
 from index.sentences import Span, group_chunks, split_sentences
-from index.store import DocumentStore
-from index.vectors import VectorCollections, chunk_id, connect, vector_node
+from index.store import DocumentRows, DocumentStore, version_of
+from index.vectors import VectorCollections, connect, release_embedded_chroma, vector_id, vector_node
 
 EMBED_BATCH_DOCS = 32
+
 
 
 class IndexBusy(RuntimeError):
@@ -50,11 +63,33 @@ class IndexReport:
                 f"{self.sentences} sentences in {self.chunks} chunks embedded; {self.seconds:.1f} s")
 
 
+@dataclass
+class CheckReport:
+    """What ``Index.check`` found: counts, and problems (none in a sound index)."""
+
+    documents: int
+    sentences: int
+    chunks: int
+    vectors: int
+    leftovers: int  # vectors of no stored version: a killed writer's, removed by the next writer
+    pending: int  # documents a killed writer was changing
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        state = "consistent" if not self.problems else "INCONSISTENT: " + "; ".join(self.problems)
+        left = (f"; a write was interrupted: {self.pending} documents pending, {self.leftovers} leftover vectors "
+                "(invisible to questions; the next `tanya index` or delete removes them)"
+                if self.pending or self.leftovers else "")
+        return (f"{state}: {self.documents} documents, {self.sentences} sentences, {self.chunks} chunks, "
+                f"{self.vectors - self.leftovers} chunk vectors{left}")
+
+
 class Index:
     def __init__(self, home: DataHome, embedder: BaseEmbedding | None = None) -> None:
         self.home = home
         home.root.mkdir(parents=True, exist_ok=True)
         self._embedder = embedder
+        self._writers = threading.Lock()
         self.store = DocumentStore(home.store_path)
         self.vectors = VectorCollections(connect(home))
         self.backend = self._embedding_backend()
@@ -62,6 +97,8 @@ class Index:
             self._reanalyse()
         if self.store.meta("sentence_vectors") == "in chroma":
             self._move_legacy_sentence_vectors()
+        if self.store.meta("vector_ids") != "versioned":
+            self._version_legacy_vectors()
         self.bm25 = BM25Index(home.store_path, home.bm25_dir / "snapshot.npz")
 
     @property
@@ -85,12 +122,15 @@ class Index:
     def close(self) -> None:
         self.bm25.close()
         self.store.close()
+        if not self.home.chroma_url:
+            release_embedded_chroma(self.home)
 
     @contextmanager
     def writing(self) -> Iterator[None]:
-        """One writer at a time per data home (readers never wait)."""
+        """One writer at a time per data home: writers of this process (the web server's uploads) wait
+        their turn; another process writing makes this one fail with IndexBusy. Readers never wait."""
         self.home.root.mkdir(parents=True, exist_ok=True)
-        with open(self.home.lock_path, "a+") as lock:
+        with self._writers, open(self.home.lock_path, "a+") as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -107,6 +147,7 @@ class Index:
         start = time.perf_counter()
         report = IndexReport()
         with self.writing():
+            self._recover()
             known = self.store.hashes()
             todo = []
             for doc in docs:
@@ -136,30 +177,54 @@ class Index:
         sentence_texts = [s.text for _, spans, _ in split for s in spans]
         # One call for both kinds: the embedder sorts all of them by length, so batches pad least.
         vectors = embed_passages(self.embedder, chunk_texts + sentence_texts)
+        fault_point("embedded")
         chunk_vecs, sentence_vecs = iter(vectors[: len(chunk_texts)]), vectors[len(chunk_texts) :]
         chunk_terms = iter([tokenize(text) for text in chunk_texts])
         nodes: list[BaseNode] = [
-            vector_node(chunk_id(doc.doc_id, ci), doc.doc_id, doc.text[c.start : c.end], next(chunk_vecs),
-                        chunk=ci, start=c.start, end=c.end)
+            vector_node(doc.doc_id, ci, version_of(doc.content_hash), doc.text[c.start : c.end], next(chunk_vecs),
+                        start=c.start, end=c.end)
             for doc, _, chunks in split for ci, c in enumerate(chunks)]
-        self.vectors.replace_documents([doc.doc_id for doc in batch], nodes)
-        first_sentence = 0
+        doc_ids = [doc.doc_id for doc in batch]
+        self.store.mark_pending(doc_ids)  # (1)
+        # (2) Ids of the new versions exist already only when a document's vectors were kept but its
+        # hash forgotten (store.forget_hashes_of_incomplete): replace those.
+        existing = self.vectors.versions(doc_ids)
+        self.vectors.delete_ids([n.node_id for n in nodes if n.node_id in existing])
+        self.vectors.add(nodes)
+        fault_point("vectors_added")
+        rows, first_sentence = [], 0
         for doc, spans, chunks in split:
-            # Last: the store's hash vouches for complete chunk vectors.
-            self.store.put(doc, spans, chunks, [next(chunk_terms) for _ in chunks],
-                           sentence_vecs[first_sentence : first_sentence + len(spans)])
+            rows.append(DocumentRows(doc, spans, chunks, [next(chunk_terms) for _ in chunks],
+                                     sentence_vecs[first_sentence : first_sentence + len(spans)]))
             first_sentence += len(spans)
             report.sentences += len(spans)
             report.chunks += len(chunks)
+        self.store.put(rows)  # (3) the commit point
+        fault_point("committed")
+        self.vectors.remove_leftovers(doc_ids, self.store.versions(doc_ids))  # (4)
+        fault_point("leftovers_removed")
+        self.store.clear_pending(doc_ids)
 
     def delete(self, doc_id: str) -> bool:
         with self.writing():
-            if self.store.get(doc_id) is None:
+            self._recover()
+            if not self.store.delete(doc_id):  # also marks it pending
+                self.store.clear_pending([doc_id])
                 return False
-            self.vectors.delete_document(doc_id)
-            self.store.delete(doc_id)
+            fault_point("deleted")
+            self.vectors.remove_leftovers([doc_id], {})
+            self.store.clear_pending([doc_id])
             self.bm25.save_if_stale()
             return True
+
+    def _recover(self) -> None:
+        """Remove the vectors a killed writer left for its pending documents (caller holds the lock)."""
+        pending = self.store.pending()
+        if pending:
+            removed = self.vectors.remove_leftovers(pending, self.store.versions(pending))
+            self.store.clear_pending(pending)
+            print(f"recovered from an interrupted write: {len(pending)} documents checked, {removed} leftover "
+                  "vectors removed", file=sys.stderr)
 
     def _reanalyse(self) -> None:
         """Chunk terms from an older analysis (or none, from before they were kept): analyse every
@@ -183,6 +248,47 @@ class Index:
                 self.store.forget_hashes_of_incomplete()
         except IndexBusy:
             pass
+
+    def _version_legacy_vectors(self) -> None:
+        """An older home's chunk vectors carry no version: give each the version its document has in
+        the store, once, by whichever process gets the writer's lock first. Every step can be repeated,
+        so a killed move is finished by the next open. Vectors of documents this store does not hold are
+        left alone (a Chroma server might hold another home's)."""
+        try:
+            with self.writing():
+                for batch in self.vectors.unversioned():
+                    live = self.store.versions({str(meta["doc_id"]) for _, meta, _, _ in batch})
+                    self.vectors.add([
+                        vector_node(str(meta["doc_id"]), int(meta["chunk"]), live[str(meta["doc_id"])], text, vec,
+                                    start=int(meta["start"]), end=int(meta["end"]))
+                        for _, meta, text, vec in batch if str(meta["doc_id"]) in live])
+                    self.vectors.delete_ids([vid for vid, meta, _, _ in batch if str(meta["doc_id"]) in live])
+                self.store.set_meta("vector_ids", "versioned")
+        except IndexBusy:
+            pass
+
+    def check(self) -> CheckReport:
+        """Verify that the store, Chroma and BM25 agree: every stored chunk has exactly one vector of its
+        document's version and a BM25 entry, every sentence its vector and offsets inside its text."""
+        documents, sentences, chunks = self.store.counts()
+        live = self.store.versions()
+        stored = self.vectors.versions()
+        keys = self.store.chunk_keys()
+        expected = {vector_id(doc_id, chunk, live[doc_id]) for doc_id, chunk in keys}
+        live_vectors = {vid for vid, (doc_id, version) in stored.items() if live.get(doc_id) == version}
+        report = CheckReport(documents, sentences, chunks, len(stored), len(stored) - len(live_vectors),
+                             len(self.store.pending()))
+        if missing := len(expected - live_vectors):
+            report.problems.append(f"{missing} chunks have no vector in Chroma")
+        if extra := len(live_vectors - expected):
+            report.problems.append(f"{extra} vectors in Chroma name chunks the store does not hold")
+        if sorted(self.bm25.chunk_keys()) != sorted(keys):
+            report.problems.append("BM25 and the store hold different chunks")
+        if without := self.store.sentences_without_vectors():
+            report.problems.append(f"{without} sentences have no vector")
+        if outside := self.store.sentences_out_of_bounds():
+            report.problems.append(f"{outside} sentences have offsets outside their document")
+        return report
 
     def spans(self, doc_id: str) -> list[Span]:
         text = self.store.text(doc_id)

@@ -10,6 +10,7 @@ exists here, and a citation's offsets come from here. Moving Tanya's state means
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -43,7 +44,12 @@ CREATE TABLE IF NOT EXISTS chunk_terms (
     doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE, chunk INTEGER NOT NULL,
     terms TEXT NOT NULL, UNIQUE (doc_id, chunk));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- Documents whose chunk vectors a writer is changing in Chroma (index/index.py: the write protocol).
+-- A row left behind means a writer was killed; the next writer removes the vectors it left.
+CREATE TABLE IF NOT EXISTS pending (doc_id TEXT PRIMARY KEY);
 """
+
+VERSION_CHARS = 16  # a document's vector version: the first characters of its content hash
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,22 @@ class SentenceRef:
     chunk: int
 
 
+@dataclass(frozen=True)
+class DocumentRows:
+    """Everything the store keeps of one document, written together."""
+
+    doc: Document
+    spans: list[Span]
+    chunks: list[Chunk]
+    chunk_terms: list[list[str]]
+    sentence_vectors: np.ndarray
+
+
+def version_of(content_hash: str) -> str:
+    """The version that names a document's chunk vectors in Chroma (index/vectors.py)."""
+    return content_hash[:VERSION_CHARS]
+
+
 def _blob(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype=np.float16).tobytes()
 
@@ -72,84 +94,153 @@ def _blob(vector: np.ndarray) -> bytes:
 class DocumentStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # check_same_thread=False: the web server reads from worker threads; SQLite serialises.
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._path = path
+        # Writes go through one connection; reads through one connection per thread (the web server
+        # answers from worker threads), so a question can read from one committed state (``snapshot``)
+        # while a writer commits beside it.
+        self._writer = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._writer.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: a commit survives a killed process; only a power cut may undo the last ones
-        # (the store stays consistent, and `tanya index` redoes them). FULL fsyncs every document.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(sentences)")}
+        # (the store stays consistent, and `tanya index` redoes them). FULL fsyncs every batch.
+        self._writer.execute("PRAGMA synchronous=NORMAL")
+        self._writer.execute("PRAGMA foreign_keys=ON")
+        self._writer.execute("PRAGMA busy_timeout=30000")  # another process's commit in progress
+        self._writer.executescript(_SCHEMA)
+        columns = {row[1] for row in self._writer.execute("PRAGMA table_info(sentences)")}
         if "vector" not in columns:  # a store from before sentence vectors moved here: mark it, so
             # opening a store never has to scan every sentence to find out
-            self._db.execute("ALTER TABLE sentences ADD COLUMN vector BLOB")
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('sentence_vectors', 'in chroma')")
-        self._text_cache: dict[str, str] = {}
+            self._writer.execute("ALTER TABLE sentences ADD COLUMN vector BLOB")
+            self._writer.execute("INSERT OR REPLACE INTO meta VALUES ('sentence_vectors', 'in chroma')")
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._text_cache: dict[tuple[str, str], str] = {}  # (doc_id, content hash) -> text
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """This thread's read connection."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA busy_timeout=30000")
+            self._local.db = db
+            with self._readers_lock:
+                self._readers.append(db)
+        return db
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read of this thread inside sees one committed state of the store (a read transaction),
+        so a question's offsets, texts and versions agree even while a writer commits."""
+        if getattr(self._local, "in_snapshot", False):
+            yield
+            return
+        self._db.execute("BEGIN")
+        self._local.in_snapshot = True
+        try:
+            yield
+        finally:
+            self._local.in_snapshot = False
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
-        self._db.close()
+        with self._readers_lock:
+            for db in self._readers:
+                db.close()
+            self._readers.clear()
+        self._local = threading.local()
+        self._writer.close()
 
     def hashes(self) -> dict[str, str]:
         return dict(self._db.execute("SELECT doc_id, content_hash FROM documents"))
 
-    def put(self, doc: Document, spans: list[Span], chunks: list[Chunk], chunk_terms: list[list[str]],
-            sentence_vectors: np.ndarray) -> None:
-        """Insert or replace one document with its sentences (and their vectors), chunks and each
-        chunk's analysed terms, atomically."""
-        chunk_of = {i: c_idx for c_idx, c in enumerate(chunks) for i in range(c.first, c.last + 1)}
+    def put(self, batch: list[DocumentRows]) -> None:
+        """Insert or replace documents with their sentences (and their vectors), chunks and each chunk's
+        analysed terms, in one transaction: the commit point of a batch (index/index.py), and why a
+        killed writer leaves whole batches, never part of one."""
         with self._transaction():
-            self._db.execute("DELETE FROM documents WHERE doc_id = ?", (doc.doc_id,))
-            self._db.execute("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (doc.doc_id, doc.title, doc.date, doc.source, doc.text, doc.content_hash,
-                              time.time()))
-            self._db.executemany("INSERT INTO sentences VALUES (?, ?, ?, ?, ?, ?)",
-                                 [(doc.doc_id, i, s.start, s.end, chunk_of[i], _blob(vec))
-                                  for i, (s, vec) in enumerate(zip(spans, sentence_vectors, strict=True))])
-            self._db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
-                                 [(doc.doc_id, i, c.first, c.last, c.start, c.end)
-                                  for i, c in enumerate(chunks)])
-            self._db.executemany("INSERT INTO chunk_terms (doc_id, chunk, terms) VALUES (?, ?, ?)",
-                                 [(doc.doc_id, i, " ".join(terms)) for i, terms in enumerate(chunk_terms)])
-        self._text_cache.pop(doc.doc_id, None)
+            for rows in batch:
+                self._put(rows)
+
+    def _put(self, rows: DocumentRows) -> None:  # inside put's transaction
+        doc, chunks = rows.doc, rows.chunks
+        chunk_of = {i: c_idx for c_idx, c in enumerate(chunks) for i in range(c.first, c.last + 1)}
+        self._writer.execute("DELETE FROM documents WHERE doc_id = ?", (doc.doc_id,))
+        self._writer.execute("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (doc.doc_id, doc.title, doc.date, doc.source, doc.text, doc.content_hash, time.time()))
+        self._writer.executemany("INSERT INTO sentences VALUES (?, ?, ?, ?, ?, ?)",
+                             [(doc.doc_id, i, s.start, s.end, chunk_of[i], _blob(vec))
+                              for i, (s, vec) in enumerate(zip(rows.spans, rows.sentence_vectors, strict=True))])
+        self._writer.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?)",
+                             [(doc.doc_id, i, c.first, c.last, c.start, c.end) for i, c in enumerate(chunks)])
+        self._writer.executemany("INSERT INTO chunk_terms (doc_id, chunk, terms) VALUES (?, ?, ?)",
+                             [(doc.doc_id, i, " ".join(terms)) for i, terms in enumerate(rows.chunk_terms)])
 
     def delete(self, doc_id: str) -> bool:
+        """Remove a document, and mark it pending: its vectors in Chroma are now leftovers."""
         with self._transaction():
-            deleted = self._db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,)).rowcount
-        self._text_cache.pop(doc_id, None)
+            deleted = self._writer.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,)).rowcount
+            self._writer.execute("INSERT OR IGNORE INTO pending VALUES (?)", (doc_id,))
         return deleted > 0
+
+    def mark_pending(self, doc_ids: list[str]) -> None:
+        with self._transaction():
+            self._writer.executemany("INSERT OR IGNORE INTO pending VALUES (?)", [(d,) for d in doc_ids])
+
+    def clear_pending(self, doc_ids: list[str]) -> None:
+        with self._transaction():
+            self._writer.executemany("DELETE FROM pending WHERE doc_id = ?", [(d,) for d in doc_ids])
+
+    def pending(self) -> list[str]:
+        return [row[0] for row in self._db.execute("SELECT doc_id FROM pending ORDER BY doc_id")]
+
+    def versions(self, doc_ids: set[str] | list[str] | None = None) -> dict[str, str]:
+        """The current vector version of each stored document (all of them when ``doc_ids`` is None);
+        a chunk vector of any other version is a leftover, invisible to retrieval."""
+        query = f"SELECT doc_id, substr(content_hash, 1, {VERSION_CHARS}) FROM documents"
+        if doc_ids is None:
+            return dict(self._db.execute(query))
+        ids = list(doc_ids)
+        out: dict[str, str] = {}
+        for i in range(0, len(ids), 500):  # SQLite's limit on bound parameters
+            part = ids[i : i + 500]
+            out.update(self._db.execute(f"{query} WHERE doc_id IN ({','.join('?' * len(part))})", part))
+        return out
 
     def meta(self, key: str) -> str | None:
         """Facts about the whole index: 'analyzer' (what made the chunk terms), 'embedder' (the
         backend that made the vectors), 'sentence_vectors' (present while an older home's vectors are still
-        in Chroma)."""
+        in Chroma), 'vector_ids' ('versioned' once every chunk vector's id carries its version)."""
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
+    def set_meta(self, key: str, value: str) -> None:
+        self._writer.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
     def set_meta_once(self, key: str, value: str) -> str:
         """Record ``value`` unless the key already has one; returns the value that holds."""
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+        self._writer.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
         return self.meta(key) or value
 
     def reanalyse(self, analyzer: str, analyse: Callable[[str], list[str]]) -> None:
         """Replace every chunk's terms with a new analysis, in one transaction (an upgrade, or a
         store from before chunk terms were kept)."""
         with self._transaction():
-            self._db.execute("DELETE FROM chunk_terms")
+            self._writer.execute("DELETE FROM chunk_terms")
             rows = list(self.iter_chunks())
-            self._db.executemany("INSERT INTO chunk_terms (doc_id, chunk, terms) VALUES (?, ?, ?)",
+            self._writer.executemany("INSERT INTO chunk_terms (doc_id, chunk, terms) VALUES (?, ?, ?)",
                                  [(doc_id, idx, " ".join(analyse(text))) for doc_id, idx, text in rows])
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('analyzer', ?)", (analyzer,))
+            self._writer.execute("INSERT OR REPLACE INTO meta VALUES ('analyzer', ?)", (analyzer,))
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
+        self._writer.execute("BEGIN IMMEDIATE")
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._writer.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        self._writer.execute("COMMIT")
 
     def documents(self) -> list[DocumentInfo]:
         rows = self._db.execute(
@@ -164,14 +255,17 @@ class DocumentStore:
         return Document(*row) if row else None
 
     def text(self, doc_id: str) -> str:
-        if doc_id not in self._text_cache:
+        row = self._db.execute("SELECT content_hash FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        if row is None:
+            raise KeyError(doc_id)
+        key = (doc_id, row[0])  # a replaced document is read anew, never served from the cache
+        text = self._text_cache.get(key)
+        if text is None:
             if len(self._text_cache) > 2048:
                 self._text_cache.clear()
-            row = self._db.execute("SELECT text FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
-            if row is None:
-                raise KeyError(doc_id)
-            self._text_cache[doc_id] = row[0]
-        return self._text_cache[doc_id]
+            text = self._db.execute("SELECT text FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()[0]
+            self._text_cache[key] = text
+        return text
 
     def titles(self, doc_ids: set[str]) -> dict[str, tuple[str, str | None]]:
         marks = ",".join("?" * len(doc_ids))
@@ -207,16 +301,18 @@ class DocumentStore:
 
     def set_sentence_vectors(self, rows: list[tuple[str, int, np.ndarray]]) -> None:
         with self._transaction():
-            self._db.executemany("UPDATE sentences SET vector = ? WHERE doc_id = ? AND idx = ?",
+            self._writer.executemany("UPDATE sentences SET vector = ? WHERE doc_id = ? AND idx = ?",
                                  [(_blob(vec), doc_id, idx) for doc_id, idx, vec in rows])
 
     def forget_hashes_of_incomplete(self) -> list[str]:
         """Documents with a sentence lacking its vector lose their content hash, so the next
         ``tanya index`` of them embeds them again; the move from Chroma is then over. Returns their ids."""
         with self._transaction():
-            ids = [r[0] for r in self._db.execute("SELECT DISTINCT doc_id FROM sentences WHERE vector IS NULL")]
-            self._db.executemany("UPDATE documents SET content_hash = '' WHERE doc_id = ?", [(i,) for i in ids])
-            self._db.execute("DELETE FROM meta WHERE key = 'sentence_vectors'")
+            ids = [r[0] for r in self._writer.execute("SELECT DISTINCT doc_id FROM sentences WHERE vector IS NULL")]
+            # Still the same vector version (its first characters), but no longer what a re-read file hashes to.
+            self._writer.executemany("UPDATE documents SET content_hash = content_hash || ' re-embed' WHERE doc_id = ?",
+                                 [(i,) for i in ids])
+            self._writer.execute("DELETE FROM meta WHERE key = 'sentence_vectors'")
         return ids
 
     def chunk_span(self, doc_id: str, chunk: int) -> tuple[int, int]:
@@ -231,6 +327,15 @@ class DocumentStore:
         cursor = self._db.execute('SELECT c.doc_id, c.idx, substr(d.text, c.start + 1, c."end" - c.start) '
                                   "FROM chunks c JOIN documents d USING (doc_id) ORDER BY c.doc_id, c.idx")
         yield from cursor
+
+    def chunk_keys(self) -> list[tuple[str, int]]:
+        return [(doc_id, idx) for doc_id, idx in self._db.execute("SELECT doc_id, idx FROM chunks")]
+
+    def sentences_out_of_bounds(self) -> int:
+        """Sentences whose offsets do not lie inside their document (0 in any sound store)."""
+        return int(self._db.execute(
+            'SELECT COUNT(*) FROM sentences s JOIN documents d USING (doc_id) '
+            'WHERE s.start < 0 OR s."end" <= s.start OR s."end" > length(d.text)').fetchone()[0])
 
     def counts(self) -> tuple[int, int, int]:
         return tuple(self._db.execute(  # type: ignore[return-value]

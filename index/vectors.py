@@ -1,17 +1,25 @@
 """Chroma access: an embedded PersistentClient in the data home, or a ``chroma run`` server.
 
 One collection of chunk vectors (dense retrieval), written through llama-index's ChromaVectorStore
-and created with ``embedding_function=None``: Chroma's default one downloads a model. Sentence
+and created with ``embedding_function=None``: Chroma's default one downloads a model. A vector's id
+carries its document's version (``doc#c3@<version>``, index/store.py ``version_of``), so a document's new
+vectors are added beside the old ones and the old are removed only after the store commits the new
+version: a killed writer never leaves a document without vectors, and retrieval only takes vectors whose
+version the store holds. Sentence
 vectors live in the document store (index/store.py says why); homes from before keep them in a
 ``tanya_sentences`` collection until ``take_legacy_sentence_vectors`` moves them.
 """
 
 from __future__ import annotations
 
+import fcntl
 import math
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import cast
+from pathlib import Path
+from typing import TextIO, cast
 from urllib.parse import urlparse
 
 import chromadb
@@ -43,10 +51,57 @@ def reachable() -> Iterator[None]:
         raise StoreUnavailable(f"the Chroma server cannot be reached ({exc}); is it running?") from None
 
 
+class StoreInUse(RuntimeError):
+    """Another process has this home's embedded Chroma open."""
+
+
+# Embedded Chroma's files belong to one process: a second one reads a vector index frozen at its open
+# (new rows raise "Error finding id", deleted ones come back), and two writing corrupt it silently
+# (measured; docs/reliability.md). So each process holds an exclusive lock on the home while it has it
+# open; Index objects of one process share it.
+_chroma_locks: dict[Path, tuple[TextIO, int]] = {}
+
+
+def _own_embedded_chroma(home: DataHome) -> None:
+    path = home.chroma_lock_path.resolve()
+    if path in _chroma_locks:
+        handle, users = _chroma_locks[path]
+        _chroma_locks[path] = (handle, users + 1)
+        return
+    handle = open(path, "a+")  # noqa: SIM115  (held until release_embedded_chroma)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise StoreInUse(
+            f"the index in {home.root} is open in {holder}. Its embedded Chroma serves one process at a "
+            "time: add documents and ask through that process (a running `tanya serve` has the web page's "
+            "upload and POST /api/documents), wait for it to finish, or share the index through a Chroma "
+            "server (README: Several processes)") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} ({' '.join(['tanya', *sys.argv[1:]]) if sys.argv else 'python'})")
+    handle.flush()
+    _chroma_locks[path] = (handle, 1)
+
+
+def release_embedded_chroma(home: DataHome) -> None:
+    path = home.chroma_lock_path.resolve()
+    if path in _chroma_locks:
+        handle, users = _chroma_locks.pop(path)
+        if users > 1:
+            _chroma_locks[path] = (handle, users - 1)
+        else:
+            handle.close()
+
+
 def connect(home: DataHome) -> chromadb.ClientAPI:
     settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     if not home.chroma_url:
         home.chroma_dir.mkdir(parents=True, exist_ok=True)
+        _own_embedded_chroma(home)
         return chromadb.PersistentClient(path=str(home.chroma_dir), settings=settings)
     url = urlparse(home.chroma_url if "://" in home.chroma_url else f"http://{home.chroma_url}")
     try:
@@ -56,9 +111,11 @@ def connect(home: DataHome) -> chromadb.ClientAPI:
         raise StoreUnavailable(f"cannot reach the Chroma server at {home.chroma_url}: {exc}") from None
 
 
-def vector_node(node_id: str, doc_id: str, text: str, embedding: np.ndarray, **meta: int) -> TextNode:
-    node = TextNode(id_=node_id, text=text, embedding=embedding.tolist(), metadata={"doc_id": doc_id, **meta},
-                    excluded_embed_metadata_keys=list(meta), excluded_llm_metadata_keys=list(meta))
+def vector_node(doc_id: str, chunk: int, version: str, text: str, embedding: np.ndarray, **meta: int) -> TextNode:
+    keys = ["chunk", "version", *meta]
+    node = TextNode(id_=vector_id(doc_id, chunk, version), text=text, embedding=embedding.tolist(),
+                    metadata={"doc_id": doc_id, "chunk": chunk, "version": version, **meta},
+                    excluded_embed_metadata_keys=keys, excluded_llm_metadata_keys=keys)
     # The SOURCE relationship becomes Chroma's `document_id`, which ChromaVectorStore.delete() uses.
     node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=doc_id)
     return node
@@ -75,17 +132,44 @@ class VectorCollections:
             raise StoreUnavailable(f"the vector store is unavailable: {exc}") from None
         self.chunks = ChromaVectorStore(chroma_collection=self.chunk_collection)
 
-    def replace_documents(self, doc_ids: list[str], chunk_nodes: list[BaseNode]) -> None:
-        """Drop whatever vectors these documents had (also those an interrupted run left behind),
-        then add theirs: one call each per batch, not per document."""
-        where = cast(Where, {"doc_id": {"$in": list(doc_ids)}})
+    def add(self, chunk_nodes: list[BaseNode]) -> None:
         with reachable():
-            self.chunk_collection.delete(where=where)
             self.chunks.add(chunk_nodes)
 
-    def delete_document(self, doc_id: str) -> None:
+    def versions(self, doc_ids: list[str] | None = None) -> dict[str, tuple[str, str | None]]:
+        """(doc_id, version) of every vector of these documents (of all, when None), by vector id;
+        vectors from before versions were kept have None."""
+        where = cast(Where, {"doc_id": {"$in": list(doc_ids)}}) if doc_ids is not None else None
+        if doc_ids is not None and not doc_ids:
+            return {}
         with reachable():
-            self.chunks.delete(doc_id)
+            found = self.chunk_collection.get(where=where, include=["metadatas"])
+        return {i: (str(m["doc_id"]), cast(str | None, m.get("version")))
+                for i, m in zip(found["ids"], found["metadatas"] or [], strict=True)}
+
+    def delete_ids(self, ids: list[str]) -> None:
+        with reachable():
+            for i in range(0, len(ids), 5000):
+                self.chunk_collection.delete(ids=ids[i : i + 5000])
+
+    def remove_leftovers(self, doc_ids: list[str], live: dict[str, str]) -> int:
+        """Delete these documents' vectors of any version but the live one (all of them for documents
+        not in ``live``); returns how many went."""
+        stale = [i for i, (doc_id, version) in self.versions(doc_ids).items() if live.get(doc_id) != version]
+        self.delete_ids(stale)
+        return len(stale)
+
+    def unversioned(self, batch: int = 1000) -> Iterator[list[tuple[str, dict, str, np.ndarray]]]:
+        """Batches of (id, metadata, text, vector) of the vectors an older home wrote without a version;
+        the caller writes each batch's versioned copies and deletes these ids before asking for more."""
+        with reachable():
+            ids = [i for i in self.chunk_collection.get(include=[])["ids"] if "@" not in i]
+            for start in range(0, len(ids), batch):
+                found = self.chunk_collection.get(ids=ids[start : start + batch],
+                                                  include=["embeddings", "metadatas", "documents"])
+                yield [(i, dict(m), text, np.asarray(e, dtype=np.float32))
+                       for i, m, text, e in zip(found["ids"], found["metadatas"] or [], found["documents"] or [],
+                                                found["embeddings"], strict=True)]  # type: ignore[arg-type]
 
     def take_legacy_sentence_vectors(self, batch: int = 5000) -> Iterator[list[tuple[str, int, np.ndarray]]]:
         """Batches of (doc_id, sentence idx, vector) from an older home's sentence collection, which is
@@ -100,14 +184,9 @@ class VectorCollections:
                        for m, e in zip(found["metadatas"] or [], found["embeddings"], strict=True)]  # type: ignore[arg-type]
             self.client.delete_collection(SENTENCES)
 
-    def document_ids(self) -> set[str]:
-        """Every doc id that has chunk vectors (for consistency checks)."""
-        with reachable():
-            found = self.chunk_collection.get(include=["metadatas"])
-        return {str(m["doc_id"]) for m in found["metadatas"] or []}
-
-    def query_chunks(self, embedding: np.ndarray, k: int) -> list[tuple[str, int, float]]:
-        """(doc_id, chunk, cosine) of the ``k`` nearest chunks."""
+    def query_chunks(self, embedding: np.ndarray, k: int) -> list[tuple[str, int, str | None, float]]:
+        """(doc_id, chunk, version, cosine) of the ``k`` nearest chunk vectors, whatever their version:
+        the caller keeps those of live versions."""
         with reachable():
             count = self.chunk_collection.count()
             if count == 0:
@@ -115,7 +194,7 @@ class VectorCollections:
             result = self.chunks.query(VectorStoreQuery(query_embedding=embedding.tolist(),
                                                         similarity_top_k=min(k, count)))
         # ChromaVectorStore reports exp(-distance); with cosine space, distance = 1 - cosine.
-        return [(str(n.metadata["doc_id"]), int(n.metadata["chunk"]), 1.0 + math.log(s))
+        return [(str(n.metadata["doc_id"]), int(n.metadata["chunk"]), n.metadata.get("version"), 1.0 + math.log(s))
                 for n, s in zip(result.nodes or [], result.similarities or [], strict=True)]
 
     def chunk_vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
@@ -133,5 +212,11 @@ def _stored_vectors(collection: chromadb.Collection, ids: list[str]) -> dict[str
 
 
 def chunk_id(doc_id: str, chunk: int) -> str:
+    """A chunk's public name (llama-index node ids)."""
     return f"{doc_id}#c{chunk}"
+
+
+def vector_id(doc_id: str, chunk: int, version: str) -> str:
+    """The Chroma id of one version of a chunk's vector."""
+    return f"{chunk_id(doc_id, chunk)}@{version}"
 

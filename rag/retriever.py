@@ -19,7 +19,7 @@ from index.bm25 import ChunkKey
 from index.embedder import embed_query
 from index.index import Index
 from index.lexical import content_terms, language
-from index.vectors import chunk_id
+from index.vectors import chunk_id, vector_id
 from rag.background import background_level
 from rag.params import Params, ScoringParams
 
@@ -69,14 +69,18 @@ def scale_to_max(values: np.ndarray) -> np.ndarray:
 def collect_candidates(index: Index, query: str, per_side: int = CANDIDATES_PER_SIDE, focus: str = "") -> Candidates:
     lang = language(query)
     query_vec = embed_query(index.embedder, query)
-    dense_hits = {(d, c): cos for d, c, cos in index.vectors.query_chunks(query_vec, per_side)}
+    nearest = index.vectors.query_chunks(query_vec, per_side)
+    # Only vectors of the version the store holds: others are a writer's new or old ones (index/index.py).
+    live = index.store.versions({d for d, _, _, _ in nearest})
+    dense_hits = {(d, c): cos for d, c, version, cos in nearest if live.get(d) == version}
     # English: names, numbers and the lexicon's Indonesian words (index/lexical.py)
     bm25_hits = index.bm25.search(content_terms(query, lang), per_side, also=list(dense_hits))
     keys = list(dense_hits) + [k for k in bm25_hits if k not in dense_hits]
-    missing = [chunk_id(*k) for k in keys if k not in dense_hits]
-    for cid, vec in index.vectors.chunk_vectors(missing).items():
-        doc_id, chunk = cid.rsplit("#c", 1)
-        dense_hits[(doc_id, int(chunk))] = float(vec @ query_vec)
+    missing = [k for k in keys if k not in dense_hits]
+    live.update(index.store.versions({d for d, _ in missing} - live.keys()))
+    wanted = {vector_id(d, c, live[d]): (d, c) for d, c in missing if d in live}
+    for vid, vec in index.vectors.chunk_vectors(list(wanted)).items():
+        dense_hits[wanted[vid]] = float(vec @ query_vec)
     keys = [k for k in keys if k in dense_hits]  # a chunk deleted between the two lookups drops out
     bm25 = np.array([bm25_hits.get(k, 0.0) for k in keys], dtype=np.float32)
     dense = np.array([dense_hits[k] for k in keys], dtype=np.float32)

@@ -96,8 +96,9 @@ class Tanya:
     def retrieve(self, query: str, k: int = 10) -> list[RetrievedChunk]:
         if not 1 <= k <= MAX_K:
             raise InputError(f"k must be between 1 and {MAX_K}")
-        cands = collect_candidates(self.index, check_question(query))
-        return rank_chunks(self.index, cands, self.params.for_language(cands.lang), k)
+        with self.index.store.snapshot():
+            cands = collect_candidates(self.index, check_question(query))
+            return rank_chunks(self.index, cands, self.params.for_language(cands.lang), k)
 
     def ask(self, question: str, history: Sequence[str] = (), max_citations: int = 3) -> Answer:
         """An answer of up to ``max_citations`` cited sentences (or a refusal). ``history`` holds the
@@ -106,8 +107,9 @@ class Tanya:
         history = [check_question(h) for h in history if h and h.strip()]  # the same rules as a question
         if not 1 <= max_citations <= 10:
             raise InputError("max_citations must be between 1 and 10")
-        cands = collect_candidates(self.index, with_context(question, history), focus=question)
-        return compose(self.index, question, cands, self.params.for_language(cands.lang), max_citations)
+        with self.index.store.snapshot():  # one committed state, even while a writer commits
+            cands = collect_candidates(self.index, with_context(question, history), focus=question)
+            return compose(self.index, question, cands, self.params.for_language(cands.lang), max_citations)
 
     def as_retriever(self, similarity_top_k: int = 10) -> TanyaRetriever:
         return TanyaRetriever(self.index, self.params, similarity_top_k)

@@ -36,10 +36,26 @@ def run_cli(*args: str, home: Path, stdin: str | None = None, env: dict[str, str
     return subprocess.run([exe, *args], input=stdin, capture_output=True, text=True, env=full_env, timeout=600)
 
 
+def cli_process(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`tanya ARGS` started in the background (output discarded), for tests that interrupt it."""
+    exe = shutil.which("tanya", path=str(BIN)) or str(BIN / "tanya")
+    full_env = {**os.environ, "TANYA_HOME": str(home), **(env or {})}
+    return subprocess.Popen([exe, *args], env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            text=True)
+
+
 @contextlib.contextmanager
 def running_server(home: Path, log_path: Path, env: dict[str, str] | None = None,
                    args: tuple[str, ...] = ()) -> Iterator[str]:
     """A real `tanya serve` on a free loopback port; yields its base URL once /healthz answers."""
+    with running_server_process(home, log_path, env, args) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def running_server_process(home: Path, log_path: Path, env: dict[str, str] | None = None,
+                           args: tuple[str, ...] = ()) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``running_server``, also yielding the process (for its pid)."""
     port = free_port()
     exe = shutil.which("tanya", path=str(BIN)) or str(BIN / "tanya")
     full_env = {**os.environ, "TANYA_HOME": str(home), **(env or {})}
@@ -57,7 +73,7 @@ def running_server(home: Path, log_path: Path, env: dict[str, str] | None = None
                     if proc.poll() is not None or time.time() > deadline:
                         raise RuntimeError(f"tanya serve did not start: {log_path.read_text()[-3000:]}") from None
                     time.sleep(0.3)
-            yield url
+            yield url, proc
         finally:
             proc.terminate()
             try:

@@ -16,7 +16,7 @@ from index.bm25 import BM25Index
 from index.documents import make_document, read_paths
 from index.lexical import ANALYZER, tokenize
 from index.sentences import group_chunks, split_sentences
-from index.store import DocumentStore
+from index.store import DocumentRows, DocumentStore
 from rag.background import BACKGROUND_FILE
 from tests.helpers import CORPUS
 
@@ -37,7 +37,7 @@ def put(store: DocumentStore, doc_id: str, text: str) -> None:
     spans = split_sentences(text)
     chunks = group_chunks(spans)
     no_vectors = np.zeros((len(spans), 384), dtype=np.float32)  # BM25 never reads them
-    store.put(doc, spans, chunks, [tokenize(text[c.start : c.end]) for c in chunks], no_vectors)
+    store.put([DocumentRows(doc, spans, chunks, [tokenize(text[c.start : c.end]) for c in chunks], no_vectors)])
 
 
 def reference_scores(store: DocumentStore, query: str) -> dict[tuple[str, int], float]:

@@ -15,14 +15,14 @@ from tests.helpers import CORPUS, KIRBY_DOC, THOMAS_DOC
 
 
 def assert_consistent(index: Index) -> None:
-    """Documents, sentence offsets and vectors, Chroma and BM25 all agree."""
+    """Documents, sentence offsets and vectors, Chroma and BM25 all agree, with nothing left over."""
+    report = index.check()
+    assert report.problems == [] and report.leftovers == 0 and report.pending == 0
     _, sentences, chunks = index.store.counts()
-    assert index.vectors.chunk_collection.count() == chunks
-    assert index.store.sentences_without_vectors() == 0 and sentences > 0
+    assert index.vectors.chunk_collection.count() == chunks == report.vectors and sentences > 0
     assert len(index.bm25) == chunks
     stored = {d.doc_id for d in index.store.documents()}
-    assert index.vectors.document_ids() == stored
-    assert {doc_id for doc_id, _ in index.bm25.chunk_keys()} == stored
+    assert {doc_id for doc_id, _ in index.vectors.versions().values()} == stored
     for doc_id in stored:
         text = index.store.text(doc_id)
         for span in index.spans(doc_id):
@@ -144,7 +144,8 @@ def test_lone_surrogates_in_jsonl_are_rejected(home: Path, tmp_path: Path) -> No
 
 def test_a_home_keeping_sentence_vectors_in_chroma_is_moved_without_loss(seed_home: Path, tmp_path: Path) -> None:
     """Homes from before sentence vectors moved to the store kept them in a Chroma collection and the
-    store had no vector column: opening one moves them over, and answers do not change."""
+    store had no vector column; their chunk vectors had no version. Opening one moves the sentence
+    vectors over and versions the chunk vectors, and answers do not change."""
     import sqlite3
 
     import chromadb
@@ -163,7 +164,14 @@ def test_a_home_keeping_sentence_vectors_in_chroma_is_moved_without_loss(seed_ho
     legacy = client.create_collection(SENTENCES, metadata={"hnsw:space": "cosine"}, embedding_function=None)
     legacy.add(ids=[f"{d}#s{i}" for d, i, _ in rows], metadatas=[{"doc_id": d, "sentence": i} for d, i, _ in rows],
                embeddings=[np.frombuffer(v, dtype=np.float16).astype(np.float32).tolist() for _, _, v in rows])
+    chunks = client.get_collection("tanya_chunks")
+    found = chunks.get(include=["embeddings", "metadatas", "documents"])
+    chunks.delete(ids=found["ids"])
+    chunks.add(ids=[i.split("@")[0] for i in found["ids"]], embeddings=found["embeddings"],
+               documents=found["documents"],
+               metadatas=[{k: v for k, v in m.items() if k != "version"} for m in found["metadatas"]])
     del client
+    db.execute("DELETE FROM meta WHERE key = 'vector_ids'")
     db.execute("ALTER TABLE sentences DROP COLUMN vector")
     db.commit()
     db.close()
@@ -173,3 +181,11 @@ def test_a_home_keeping_sentence_vectors_in_chroma_is_moved_without_loss(seed_ho
     assert SENTENCES not in {c.name for c in tanya.index.vectors.client.list_collections()}
     assert_consistent(tanya.index)
     assert tanya.ask(question).to_json() == expected
+
+
+def test_a_byte_order_mark_is_not_part_of_the_text(tmp_path: Path) -> None:
+    """Notepad saves UTF-8 with a BOM; it is skipped, so offsets count from the first real character."""
+    (tmp_path / "notepad.txt").write_bytes(b"\xef\xbb\xbfJudul\nIsi berita.")
+    (tmp_path / "notepad.jsonl").write_bytes(b'\xef\xbb\xbf{"id": "baris", "text": "Isi berita."}\n')
+    docs = {d.doc_id: d.text for d in read_paths([tmp_path / "notepad.txt", tmp_path / "notepad.jsonl"])}
+    assert docs == {"notepad": "Judul\nIsi berita.", "baris": "Isi berita."}

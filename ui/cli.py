@@ -1,4 +1,4 @@
-"""The ``tanya`` command line: index, ask, retrieve, docs, show, delete, chat, serve, eval, provision."""
+"""The ``tanya`` command line: index, ask, retrieve, docs, show, delete, check, chat, serve, eval, provision."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import index  # noqa: F401  (offline switches first)
 from index.documents import InputError
 from index.index import IndexBusy
-from index.vectors import StoreUnavailable
+from index.vectors import StoreInUse, StoreUnavailable
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
-USER_ERRORS = (InputError, IndexBusy, StoreUnavailable)  # shown as one line; anything else is a bug
+USER_ERRORS = (InputError, IndexBusy, StoreInUse, StoreUnavailable)  # shown as one line; anything else is a bug
 
 
 def _open(args: argparse.Namespace, need_documents: bool = False):
@@ -116,6 +116,12 @@ def cmd_delete(args: argparse.Namespace) -> int:
         raise InputError(f"no document with id {args.doc_id!r} (see `tanya docs`)")
     print(f"deleted {args.doc_id}")
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    report = _open(args).index.check()
+    print(report.summary())
+    return 0 if not report.problems else EXIT_ERROR
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -229,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("doc_id")
     p = add("delete", cmd_delete, "remove a document from the index")
     p.add_argument("doc_id")
+    add("check", cmd_check, "verify that the documents, Chroma's vectors and BM25 agree (exit 1 if not)")
     add("chat", cmd_chat, "a conversation in the terminal (follow-up questions use the previous ones)")
     p = add("serve", cmd_serve, "serve the HTTP API (and the web chat) on 127.0.0.1")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (non-loopback needs TANYA_API_TOKEN)")
