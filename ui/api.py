@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 from dataclasses import asdict
 from typing import Annotated, Any
 
@@ -55,10 +54,25 @@ class DocumentsIn(BaseModel):
     documents: list[DocumentIn] = Field(min_length=1, max_length=MAX_DOCUMENTS_PER_REQUEST)
 
 
+class Problem(BaseModel):
+    """Every error response: why the request failed (never a traceback)."""
+    detail: str
+
+
+_REASONS = {400: "a bad question or document", 401: "the write endpoints need the API token",
+            404: "no document with that id", 409: "the index is empty, or another process is writing",
+            413: f"request body over {MAX_BODY_BYTES // 2**20} MB", 422: "a malformed request",
+            503: "the vector store is unreachable"}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI declaration of the error responses an endpoint can give (all of them a ``Problem``)."""
+    return {code: {"model": Problem, "description": _REASONS[code]} for code in codes}
+
+
 def create_app(tanya: Tanya, api_token: str | None = None) -> FastAPI:
     app = FastAPI(title="Tanya", version="1", description="Ask Indonesian news articles; answers cite their "
                   "exact source sentences (text[start:end] == sentence).")
-    write_lock = threading.Lock()  # one writer at a time inside this process (the flock covers others)
 
     def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
         if api_token is None:
@@ -67,6 +81,8 @@ def create_app(tanya: Tanya, api_token: str | None = None) -> FastAPI:
         if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip(), api_token):
             raise HTTPException(401, "this endpoint needs Authorization: Bearer <TANYA_API_TOKEN>")
 
+    # Bodies over the limit: a declared Content-Length is refused here before anything is read; a chunked
+    # body (no Content-Length) is counted as it arrives by the routes' `max_body_size`.
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Any:
         length = request.headers.get("content-length")
@@ -104,14 +120,14 @@ def create_app(tanya: Tanya, api_token: str | None = None) -> FastAPI:
         documents, sentences, chunks = tanya.index.store.counts()
         return {"status": "ok", "documents": documents, "sentences": sentences, "chunks": chunks}
 
-    @app.post("/api/ask", tags=["answers"])
+    @app.post("/api/ask", tags=["answers"], responses=errors(400, 409, 413, 422, 503), max_body_size=MAX_BODY_BYTES)
     def ask(body: AskRequest) -> dict:
         """The answer with its citations: the same JSON as ``tanya ask --json``."""
         if len(tanya.index.bm25) == 0:  # in memory; counting the store would scan it per question
             raise HTTPException(409, "the index is empty: add documents first")
         return tanya.ask(body.question, history=body.history, max_citations=body.k).to_json()
 
-    @app.post("/api/retrieve", tags=["answers"])
+    @app.post("/api/retrieve", tags=["answers"], responses=errors(400, 413, 422, 503), max_body_size=MAX_BODY_BYTES)
     def retrieve(body: RetrieveRequest) -> dict:
         """Hybrid retrieval only: ranked chunks with exact offsets and their fused, dense and BM25 scores."""
         hits = tanya.retrieve(body.query, k=body.k)
@@ -122,31 +138,32 @@ def create_app(tanya: Tanya, api_token: str | None = None) -> FastAPI:
     def documents() -> dict:
         return {"documents": [asdict(d) for d in tanya.documents()]}
 
-    @app.get("/api/documents/{doc_id}", tags=["documents"])
+    @app.get("/api/documents/{doc_id}", tags=["documents"], responses=errors(404, 422))
     def document(doc_id: str) -> dict:
         """The whole text and every sentence's offsets (for highlighting a citation)."""
-        doc = tanya.document(doc_id)
-        if doc is None:
-            raise HTTPException(404, f"no document with id {doc_id!r}")
-        sentences = [{"index": s.idx, "start": s.start, "end": s.end, "chunk": s.chunk}
-                     for s in tanya.index.store.sentences(doc_id)]
+        with tanya.index.store.snapshot():  # the text and its offsets from one committed state
+            doc = tanya.document(doc_id)
+            if doc is None:
+                raise HTTPException(404, f"no document with id {doc_id!r}")
+            sentences = [{"index": s.idx, "start": s.start, "end": s.end, "chunk": s.chunk}
+                         for s in tanya.index.store.sentences(doc_id)]
         return {"doc_id": doc.doc_id, "title": doc.title, "date": doc.date, "source": doc.source, "text": doc.text,
                 "sentences": sentences}
 
-    @app.post("/api/documents", tags=["documents"], dependencies=[Depends(require_token)])
+    @app.post("/api/documents", tags=["documents"], dependencies=[Depends(require_token)],
+              responses=errors(400, 401, 409, 413, 422, 503), max_body_size=MAX_BODY_BYTES)
     def add_documents(body: DocumentsIn) -> dict:
         """Add documents, or replace those whose id exists (unchanged ones are skipped)."""
         docs = [make_document(d.id, d.text, d.title, d.date, d.source, where=f"documents[{i}]")
                 for i, d in enumerate(body.documents)]  # all validated before anything is written
-        with write_lock:
-            report = tanya.add(docs)
+        report = tanya.add(docs)  # waits while another upload of this server is written
         return {"added": report.added, "updated": report.updated, "unchanged": report.unchanged,
                 "sentences": report.sentences, "chunks": report.chunks, "seconds": round(report.seconds, 3)}
 
-    @app.delete("/api/documents/{doc_id}", tags=["documents"], dependencies=[Depends(require_token)])
+    @app.delete("/api/documents/{doc_id}", tags=["documents"], dependencies=[Depends(require_token)],
+                responses=errors(401, 404, 409, 422, 503))
     def delete_document(doc_id: str) -> dict:
-        with write_lock:
-            deleted = tanya.delete(doc_id)
+        deleted = tanya.delete(doc_id)
         if not deleted:
             raise HTTPException(404, f"no document with id {doc_id!r}")
         return {"deleted": doc_id}
