@@ -287,7 +287,7 @@ def test_sixteen_clients_get_no_errors_and_memory_stays_flat(seed_home: Path, tm
     gold = (REPO / "eval" / "data" / "seed_gold.jsonl").read_text(encoding="utf-8").splitlines()
     questions = [json.loads(line)["question"] for line in gold]
     with running_server_process(home, tmp_path / "serve.log") as (url, proc):
-        run_load(url, questions, clients=4, seconds=3, server_pid=proc.pid)  # warm-up
+        run_load(url, questions, clients=16, seconds=10, server_pid=proc.pid)  # warm-up (see the benchmark)
         result = run_load(url, questions, clients=16, seconds=20, server_pid=proc.pid)
     summary = result.summary()
     print(f"load: {summary}")
