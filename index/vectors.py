@@ -48,7 +48,8 @@ def reachable() -> Iterator[None]:
     try:
         yield
     except httpx.TransportError as exc:
-        raise StoreUnavailable(f"the Chroma server cannot be reached ({exc}); is it running?") from None
+        raise StoreUnavailable(f"the index is unavailable: the Chroma server cannot be reached ({exc}); is it "
+                               "running?") from None
 
 
 class StoreInUse(RuntimeError):
