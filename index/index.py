@@ -39,7 +39,14 @@ from index.home import DataHome
 from index.lexical import ANALYZER, tokenize
 from index.sentences import Span, group_chunks, split_sentences
 from index.store import DocumentRows, DocumentStore, version_of
-from index.vectors import VectorCollections, connect, release_embedded_chroma, vector_id, vector_node
+from index.vectors import (
+    StoreUnavailable,
+    VectorCollections,
+    connect,
+    release_embedded_chroma,
+    vector_id,
+    vector_node,
+)
 
 EMBED_BATCH_DOCS = 32
 
@@ -91,14 +98,20 @@ class Index:
         self._embedder = embedder
         self._writers = threading.Lock()
         self.store = DocumentStore(home.store_path)
-        self.vectors = VectorCollections(connect(home))
-        self.backend = self._embedding_backend()
-        if self.store.meta("analyzer") != ANALYZER:
-            self._reanalyse()
-        if self.store.meta("sentence_vectors") == "in chroma":
-            self._move_legacy_sentence_vectors()
-        if self.store.meta("vector_ids") != "versioned":
-            self._version_legacy_vectors()
+        try:
+            self.vectors = VectorCollections(connect(home))
+            self.backend = self._embedding_backend()
+            if self.store.meta("analyzer") != ANALYZER:
+                self._reanalyse()
+            if self.store.meta("sentence_vectors") == "in chroma":
+                self._move_legacy_sentence_vectors()
+            if self.store.meta("vector_ids") != "versioned":
+                self._version_legacy_vectors()
+        except BaseException:
+            self.store.close()
+            if not home.chroma_url:
+                release_embedded_chroma(home)  # (a no-op when connect itself failed)
+            raise
         self.bm25 = BM25Index(home.store_path, home.bm25_dir / "snapshot.npz")
 
     @property
@@ -208,12 +221,16 @@ class Index:
     def delete(self, doc_id: str) -> bool:
         with self.writing():
             self._recover()
+            self.vectors.versions([doc_id])  # a Chroma server that is down fails here, before any change
             if not self.store.delete(doc_id):  # also marks it pending
                 self.store.clear_pending([doc_id])
                 return False
             fault_point("deleted")
-            self.vectors.remove_leftovers([doc_id], {})
-            self.store.clear_pending([doc_id])
+            try:
+                self.vectors.remove_leftovers([doc_id], {})
+                self.store.clear_pending([doc_id])
+            except StoreUnavailable:
+                pass  # deleted all the same (committed); the next writer removes its vectors
             self.bm25.save_if_stale()
             return True
 
@@ -256,13 +273,19 @@ class Index:
         left alone (a Chroma server might hold another home's)."""
         try:
             with self.writing():
-                for batch in self.vectors.unversioned():
+                legacy = self.vectors.unversioned_ids()
+                bar = tqdm(total=len(legacy), unit="vector", desc="giving the index's vectors versions (once)",
+                           disable=len(legacy) < 5000, file=sys.stderr, dynamic_ncols=True)
+                for start in range(0, len(legacy), 1000):
+                    batch = self.vectors.stored(legacy[start : start + 1000])
+                    bar.update(len(batch))
                     live = self.store.versions({str(meta["doc_id"]) for _, meta, _, _ in batch})
                     self.vectors.add([
                         vector_node(str(meta["doc_id"]), int(meta["chunk"]), live[str(meta["doc_id"])], text, vec,
                                     start=int(meta["start"]), end=int(meta["end"]))
                         for _, meta, text, vec in batch if str(meta["doc_id"]) in live])
                     self.vectors.delete_ids([vid for vid, meta, _, _ in batch if str(meta["doc_id"]) in live])
+                bar.close()
                 self.store.set_meta("vector_ids", "versioned")
         except IndexBusy:
             pass

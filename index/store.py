@@ -137,10 +137,12 @@ class DocumentStore:
             return
         self._db.execute("BEGIN")
         self._local.in_snapshot = True
+        self._local.hashes = {}  # doc_id -> content hash: cannot change inside the snapshot
         try:
             yield
         finally:
             self._local.in_snapshot = False
+            self._local.hashes = None
             self._db.execute("COMMIT")
 
     def close(self) -> None:
@@ -255,10 +257,16 @@ class DocumentStore:
         return Document(*row) if row else None
 
     def text(self, doc_id: str) -> str:
-        row = self._db.execute("SELECT content_hash FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
-        if row is None:
-            raise KeyError(doc_id)
-        key = (doc_id, row[0])  # a replaced document is read anew, never served from the cache
+        known = getattr(self._local, "hashes", None)
+        content_hash = known.get(doc_id) if known is not None else None
+        if content_hash is None:
+            row = self._db.execute("SELECT content_hash FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+            if row is None:
+                raise KeyError(doc_id)
+            content_hash = row[0]
+            if known is not None:
+                known[doc_id] = content_hash
+        key = (doc_id, content_hash)  # a replaced document is read anew, never served from the cache
         text = self._text_cache.get(key)
         if text is None:
             if len(self._text_cache) > 2048:

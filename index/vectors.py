@@ -160,17 +160,18 @@ class VectorCollections:
         self.delete_ids(stale)
         return len(stale)
 
-    def unversioned(self, batch: int = 1000) -> Iterator[list[tuple[str, dict, str, np.ndarray]]]:
-        """Batches of (id, metadata, text, vector) of the vectors an older home wrote without a version;
-        the caller writes each batch's versioned copies and deletes these ids before asking for more."""
+    def unversioned_ids(self) -> list[str]:
+        """Ids of the vectors an older home wrote without a version (``doc#c3``)."""
         with reachable():
-            ids = [i for i in self.chunk_collection.get(include=[])["ids"] if "@" not in i]
-            for start in range(0, len(ids), batch):
-                found = self.chunk_collection.get(ids=ids[start : start + batch],
-                                                  include=["embeddings", "metadatas", "documents"])
-                yield [(i, dict(m), text, np.asarray(e, dtype=np.float32))
-                       for i, m, text, e in zip(found["ids"], found["metadatas"] or [], found["documents"] or [],
-                                                found["embeddings"], strict=True)]  # type: ignore[arg-type]
+            return [i for i in self.chunk_collection.get(include=[])["ids"] if "@" not in i]
+
+    def stored(self, ids: list[str]) -> list[tuple[str, dict, str, np.ndarray]]:
+        """(id, metadata, text, vector) of these vectors."""
+        with reachable():
+            found = self.chunk_collection.get(ids=ids, include=["embeddings", "metadatas", "documents"])
+        return [(i, dict(m), text, np.asarray(e, dtype=np.float32))
+                for i, m, text, e in zip(found["ids"], found["metadatas"] or [], found["documents"] or [],
+                                         found["embeddings"], strict=True)]  # type: ignore[arg-type]
 
     def take_legacy_sentence_vectors(self, batch: int = 5000) -> Iterator[list[tuple[str, int, np.ndarray]]]:
         """Batches of (doc_id, sentence idx, vector) from an older home's sentence collection, which is
