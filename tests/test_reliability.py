@@ -188,6 +188,17 @@ def test_index_killed_at_random_moments_then_finished(corpora: tuple[Path, Path,
 # ----- two writers, and answers while indexing ------------------------------------------------------
 
 
+def writer_lock_is_held(home: Path) -> bool:
+    """Whether some process holds the data home's writer lock (index/index.py ``Index.writing``), read from
+    /proc/locks: trying the lock ourselves could make the writer fail."""
+    lock = home / "index.lock"
+    if not lock.exists():
+        return False
+    inode = f":{lock.stat().st_ino}"
+    return any(fields[1] == "FLOCK" and fields[5].endswith(inode)
+               for fields in (line.split() for line in Path("/proc/locks").read_text().splitlines()))
+
+
 def test_a_second_process_on_an_embedded_index_is_refused_with_a_reason(
         corpora: tuple[Path, Path, list[str]], seed_home: Path, tmp_path: Path) -> None:
     """Embedded Chroma belongs to one process (a second one would read a stale vector index, two writing
@@ -262,12 +273,17 @@ def test_with_a_chroma_server_another_process_indexes_while_serve_answers(
     assert run_cli("index", "-q", str(CORPUS), home=home, env=env).returncode == 0
     with running_server(home, tmp_path / "serve.log", env=env) as url:
         writer = cli_process("index", "-q", str(v1), home=home, env=env)
-        asked = 0
+        asked, refused_upload = 0, None
         while writer.poll() is None:
             status, answer = http("POST", f"{url}/api/ask", {"question": SEED_QUESTIONS[0]})
             assert status == 200 and answer["citations"][0]["doc_id"] == KIRBY_DOC, answer
             asked += 1
+            if refused_upload is None and writer_lock_is_held(home):  # an upload meanwhile: refused, a 409
+                refused_upload = http("POST", f"{url}/api/documents",
+                                      {"documents": [{"id": "sela", "text": "Unggahan di sela pengindeksan."}]})
         assert writer.returncode == 0 and asked >= 3
+        assert refused_upload is not None and refused_upload[0] == 409, refused_upload
+        assert "another process is writing" in refused_upload[1]["detail"]
         passage = json.loads(v1.read_text().splitlines()[-1])
         status, answer = http("POST", f"{url}/api/ask", {"question": passage["text"][:120]})
         assert status == 200 and answer["citations"][0]["doc_id"] == passage["id"]  # seen without a restart
