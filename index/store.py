@@ -1,10 +1,10 @@
 """The document store: the one source of truth, and everything Tanya keeps besides chunk vectors.
 
 SQLite (stdlib, one file, transactional): documents, sentence offsets and sentence vectors, chunks,
-and each chunk's BM25 terms, all written in one transaction per document. Chroma holds the chunk
-vectors (the only thing searched by similarity); every vector there names a (doc_id, chunk) that
-exists here, and a citation's offsets come from here. Moving Tanya's state means moving this file
-(and Chroma).
+and each chunk's BM25 terms, all written in one transaction per batch of documents. Chroma holds the
+chunk vectors (the only thing searched by similarity); a vector counts only if it names a (doc_id,
+chunk) stored here with the document's current version (index/index.py: the write protocol), and a
+citation's offsets come from here. Moving Tanya's state means moving this file (and Chroma).
 """
 
 from __future__ import annotations
