@@ -259,12 +259,13 @@ class BM25Index:
                 self._ids, self._lengths = data["ids"], data["lengths"]
                 self._indptr, self._rows, self._tfs = data["indptr"], data["rows"], data["tfs"]
                 chunks = data["chunks"].tolist()
-        except (OSError, ValueError, KeyError):
-            self._clear()  # no snapshot, or an unreadable one: it is only a cache
+                keys = list(zip(strings["docs"], chunks, strict=True))
+        except Exception:  # no snapshot, or an unreadable one of any kind: it is only a cache
+            self._clear()
             return
         self._terms = strings["terms"]
         self.vocab = {term: tid for tid, term in enumerate(self._terms)}
-        self._keys = list(zip(strings["docs"], chunks, strict=True))
+        self._keys = keys
         self._row_of = {key: row for row, key in enumerate(self._keys)}
         self._alive = np.ones(len(self._keys), dtype=bool)
         self._max_id = int(self._ids.max()) if self._ids.size else 0

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import chromadb
 from llama_index.core.embeddings import BaseEmbedding
 from llama_index.core.schema import BaseNode
 from tqdm import tqdm
@@ -92,27 +93,31 @@ class CheckReport:
 
 
 class Index:
-    def __init__(self, home: DataHome, embedder: BaseEmbedding | None = None) -> None:
+    def __init__(self, home: DataHome, embedder: BaseEmbedding | None = None,
+                 finish_interrupted_writes: bool = True) -> None:
+        """``finish_interrupted_writes=False`` leaves a killed writer's leftovers for ``check`` to see."""
         self.home = home
         home.root.mkdir(parents=True, exist_ok=True)
         self._embedder = embedder
         self._writers = threading.Lock()
+        self._finish_interrupted_writes = finish_interrupted_writes
         self.store = DocumentStore(home.store_path)
+        self._chroma: chromadb.ClientAPI | None = None
         try:
-            self.vectors = VectorCollections(connect(home))
+            self._chroma = connect(home)  # with embedded Chroma, this process now holds the home
+            self.vectors = VectorCollections(self._chroma)
             self.backend = self._embedding_backend()
             if self.store.meta("analyzer") != ANALYZER:
                 self._reanalyse()
             if self.store.meta("sentence_vectors") == "in chroma":
                 self._move_legacy_sentence_vectors()
-            if self.store.meta("vector_ids") != "versioned":
-                self._version_legacy_vectors()
+            self.bm25 = BM25Index(home.store_path, home.bm25_dir / "snapshot.npz")
+            if self.store.meta("vector_ids") != "versioned" or (finish_interrupted_writes and self.store.pending()):
+                self._try_recover()  # an older home's upgrade, or a killed writer's leftovers
         except BaseException:
+            self._close_vectors()
             self.store.close()
-            if not home.chroma_url:
-                release_embedded_chroma(home)  # (a no-op when connect itself failed)
             raise
-        self.bm25 = BM25Index(home.store_path, home.bm25_dir / "snapshot.npz")
 
     @property
     def embedder(self) -> BaseEmbedding:
@@ -135,13 +140,24 @@ class Index:
     def close(self) -> None:
         self.bm25.close()
         self.store.close()
-        if not self.home.chroma_url:
-            release_embedded_chroma(self.home)
+        self._close_vectors()
+
+    def _close_vectors(self) -> None:
+        """Close Chroma before giving up the embedded lock: chromadb keeps one client per path inside a
+        process, and one left open would be reused, frozen, by this process's next open."""
+        if self._chroma is not None:
+            self._chroma.close()  # type: ignore[attr-defined]  # Client has it; the ClientAPI stub not
+            if not self.home.chroma_url:
+                release_embedded_chroma(self.home)
+            self._chroma = None
 
     @contextmanager
     def writing(self) -> Iterator[None]:
-        """One writer at a time per data home: writers of this process (the web server's uploads) wait
-        their turn; another process writing makes this one fail with IndexBusy. Readers never wait."""
+        """One writer at a time per data home: writers through this Index (the web server's uploads) wait
+        their turn; another process, or another Index, writing makes this one fail with IndexBusy.
+        Readers never wait."""
+        if self.store.in_snapshot():  # its reads would be stale, and step (4) would trust them
+            raise RuntimeError("cannot write inside a read snapshot")
         self.home.root.mkdir(parents=True, exist_ok=True)
         with self._writers, open(self.home.lock_path, "a+") as lock:
             try:
@@ -163,7 +179,11 @@ class Index:
             self._recover()
             known = self.store.hashes()
             todo = []
+            seen: set[str] = set()
             for doc in docs:
+                if doc.doc_id in seen:
+                    raise InputError(f"document id {doc.doc_id!r} appears twice in one batch")
+                seen.add(doc.doc_id)
                 if known.get(doc.doc_id) == doc.content_hash:
                     report.unchanged.append(doc.doc_id)
                 else:
@@ -199,11 +219,10 @@ class Index:
             for doc, _, chunks in split for ci, c in enumerate(chunks)]
         doc_ids = [doc.doc_id for doc in batch]
         self.store.mark_pending(doc_ids)  # (1)
-        # (2) Ids of the new versions exist already only when a document's vectors were kept but its
-        # hash forgotten (store.forget_hashes_of_incomplete): replace those.
+        # (2) An id names a version of a chunk, so one that exists already holds these very vectors (a
+        # document whose sentence vectors had to be redone: store.forget_hashes_of_incomplete); keep it.
         existing = self.vectors.versions(doc_ids)
-        self.vectors.delete_ids([n.node_id for n in nodes if n.node_id in existing])
-        self.vectors.add(nodes)
+        self.vectors.add([n for n in nodes if n.node_id not in existing])
         fault_point("vectors_added")
         rows, first_sentence = [], 0
         for doc, spans, chunks in split:
@@ -214,9 +233,12 @@ class Index:
             report.chunks += len(chunks)
         self.store.put(rows)  # (3) the commit point
         fault_point("committed")
-        self.vectors.remove_leftovers(doc_ids, self.store.versions(doc_ids))  # (4)
-        fault_point("leftovers_removed")
-        self.store.clear_pending(doc_ids)
+        try:
+            self.vectors.remove_leftovers(doc_ids, self.store.versions(doc_ids))  # (4)
+            fault_point("leftovers_removed")
+            self.store.clear_pending(doc_ids)
+        except StoreUnavailable:
+            pass  # the batch is committed; the next writer removes the old vectors
 
     def delete(self, doc_id: str) -> bool:
         with self.writing():
@@ -234,8 +256,23 @@ class Index:
             self.bm25.save_if_stale()
             return True
 
-    def _recover(self) -> None:
-        """Remove the vectors a killed writer left for its pending documents (caller holds the lock)."""
+    def _try_recover(self) -> None:
+        """``_recover`` now, unless another process is writing (it recovers first itself)."""
+        try:
+            with self.writing():
+                self._recover(pending=self._finish_interrupted_writes)
+        except IndexBusy:
+            pass
+
+    def _recover(self, pending: bool = True) -> None:
+        """Finish an older home's upgrade, and remove the vectors a killed writer left for its pending
+        documents (caller holds the lock)."""
+        if self.store.meta("vector_ids") != "versioned":
+            self._version_legacy_vectors()
+        if pending:
+            self._remove_leftovers_of_pending()
+
+    def _remove_leftovers_of_pending(self) -> None:
         pending = self.store.pending()
         if pending:
             removed = self.vectors.remove_leftovers(pending, self.store.versions(pending))
@@ -268,37 +305,50 @@ class Index:
 
     def _version_legacy_vectors(self) -> None:
         """An older home's chunk vectors carry no version: give each the version its document has in
-        the store, once, by whichever process gets the writer's lock first. Every step can be repeated,
-        so a killed move is finished by the next open. Vectors of documents this store does not hold are
-        left alone (a Chroma server might hold another home's)."""
-        try:
-            with self.writing():
-                legacy = self.vectors.unversioned_ids()
-                bar = tqdm(total=len(legacy), unit="vector", desc="giving the index's vectors versions (once)",
-                           disable=len(legacy) < 5000, file=sys.stderr, dynamic_ncols=True)
-                for start in range(0, len(legacy), 1000):
-                    batch = self.vectors.stored(legacy[start : start + 1000])
-                    bar.update(len(batch))
-                    live = self.store.versions({str(meta["doc_id"]) for _, meta, _, _ in batch})
-                    self.vectors.add([
-                        vector_node(str(meta["doc_id"]), int(meta["chunk"]), live[str(meta["doc_id"])], text, vec,
-                                    start=int(meta["start"]), end=int(meta["end"]))
-                        for _, meta, text, vec in batch if str(meta["doc_id"]) in live])
-                    self.vectors.delete_ids([vid for vid, meta, _, _ in batch if str(meta["doc_id"]) in live])
-                bar.close()
-                self.store.set_meta("vector_ids", "versioned")
-        except IndexBusy:
-            pass
+        the store, once (the caller holds the writer's lock). Every step can be repeated, so a killed
+        upgrade is finished by the next writer or open. A vector whose text is not the stored chunk's (an
+        older writer killed between Chroma and the store) is dropped and its document marked for
+        re-embedding; vectors of documents the store does not hold are dropped from embedded Chroma
+        (a Chroma server might hold another home's: those are left alone)."""
+        legacy = self.vectors.unversioned_ids()
+        bar = tqdm(total=len(legacy), unit="vector", desc="giving the index's vectors versions (once)",
+                   disable=len(legacy) < 5000, file=sys.stderr, dynamic_ncols=True)
+        for start in range(0, len(legacy), 1000):
+            batch = self.vectors.stored(legacy[start : start + 1000])
+            bar.update(len(batch))
+            live = self.store.versions({str(meta["doc_id"]) for _, meta, _, _ in batch})
+            keep, drop, redo = [], [], set()
+            for vid, meta, text, vec in batch:
+                doc_id, begin, end = str(meta["doc_id"]), int(meta["start"]), int(meta["end"])
+                if doc_id not in live:
+                    if not self.home.chroma_url:
+                        drop.append(vid)
+                    continue
+                drop.append(vid)
+                if self.store.text(doc_id)[begin:end] != text:
+                    redo.add(doc_id)
+                    continue
+                keep.append(vector_node(doc_id, int(meta["chunk"]), live[doc_id], text, vec, start=begin, end=end))
+            self.vectors.add(keep)
+            self.store.forget_hashes(sorted(redo))
+            self.vectors.delete_ids(drop)
+        bar.close()
+        self.store.set_meta("vector_ids", "versioned")
 
     def check(self) -> CheckReport:
         """Verify that the store, Chroma and BM25 agree: every stored chunk has exactly one vector of its
         document's version and a BM25 entry, every sentence its vector and offsets inside its text."""
+        with self.writing(), self.store.snapshot():  # nothing changes while it looks
+            return self._check()
+
+    def _check(self) -> CheckReport:
         documents, sentences, chunks = self.store.counts()
         live = self.store.versions()
         stored = self.vectors.versions()
         keys = self.store.chunk_keys()
         expected = {vector_id(doc_id, chunk, live[doc_id]) for doc_id, chunk in keys}
-        live_vectors = {vid for vid, (doc_id, version) in stored.items() if live.get(doc_id) == version}
+        live_vectors = {vid for vid, (doc_id, version) in stored.items()
+                        if version is not None and live.get(doc_id) == version}
         report = CheckReport(documents, sentences, chunks, len(stored), len(stored) - len(live_vectors),
                              len(self.store.pending()))
         if missing := len(expected - live_vectors):

@@ -145,6 +145,9 @@ class DocumentStore:
             self._local.hashes = None
             self._db.execute("COMMIT")
 
+    def in_snapshot(self) -> bool:
+        return bool(getattr(self._local, "in_snapshot", False))
+
     def close(self) -> None:
         with self._readers_lock:
             for db in self._readers:
@@ -269,10 +272,14 @@ class DocumentStore:
         key = (doc_id, content_hash)  # a replaced document is read anew, never served from the cache
         text = self._text_cache.get(key)
         if text is None:
+            # By hash too: outside a snapshot a writer may commit between the two reads.
+            row = self._db.execute("SELECT text FROM documents WHERE doc_id = ? AND content_hash = ?",
+                                   key).fetchone()
+            if row is None:
+                raise KeyError(doc_id)
             if len(self._text_cache) > 2048:
                 self._text_cache.clear()
-            text = self._db.execute("SELECT text FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()[0]
-            self._text_cache[key] = text
+            text = self._text_cache[key] = row[0]
         return text
 
     def titles(self, doc_ids: set[str]) -> dict[str, tuple[str, str | None]]:
@@ -312,15 +319,20 @@ class DocumentStore:
             self._writer.executemany("UPDATE sentences SET vector = ? WHERE doc_id = ? AND idx = ?",
                                  [(_blob(vec), doc_id, idx) for doc_id, idx, vec in rows])
 
-    def forget_hashes_of_incomplete(self) -> list[str]:
-        """Documents with a sentence lacking its vector lose their content hash, so the next
-        ``tanya index`` of them embeds them again; the move from Chroma is then over. Returns their ids."""
+    def forget_hashes(self, doc_ids: list[str]) -> None:
+        """Make the next ``tanya index`` of these documents embed them again: still the same vector
+        version (the hash's first characters), but no longer what a re-read file hashes to."""
         with self._transaction():
-            ids = [r[0] for r in self._writer.execute("SELECT DISTINCT doc_id FROM sentences WHERE vector IS NULL")]
-            # Still the same vector version (its first characters), but no longer what a re-read file hashes to.
-            self._writer.executemany("UPDATE documents SET content_hash = content_hash || ' re-embed' WHERE doc_id = ?",
-                                 [(i,) for i in ids])
-            self._writer.execute("DELETE FROM meta WHERE key = 'sentence_vectors'")
+            self._writer.executemany("UPDATE documents SET content_hash = content_hash || ' re-embed' "
+                                     "WHERE doc_id = ? AND content_hash NOT LIKE '% re-embed'",
+                                     [(i,) for i in doc_ids])
+
+    def forget_hashes_of_incomplete(self) -> list[str]:
+        """Documents with a sentence lacking its vector are embedded again by the next ``tanya index``
+        of them; the move from Chroma is then over. Returns their ids."""
+        ids = [r[0] for r in self._writer.execute("SELECT DISTINCT doc_id FROM sentences WHERE vector IS NULL")]
+        self.forget_hashes(ids)
+        self._writer.execute("DELETE FROM meta WHERE key = 'sentence_vectors'")
         return ids
 
     def chunk_span(self, doc_id: str, chunk: int) -> tuple[int, int]:

@@ -16,7 +16,8 @@ import fcntl
 import math
 import os
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO, cast
@@ -61,9 +62,15 @@ class StoreInUse(RuntimeError):
 # (measured; docs/reliability.md). So each process holds an exclusive lock on the home while it has it
 # open; Index objects of one process share it.
 _chroma_locks: dict[Path, tuple[TextIO, int]] = {}
+_chroma_locks_guard = threading.Lock()
 
 
 def _own_embedded_chroma(home: DataHome) -> None:
+    with _chroma_locks_guard:
+        _take_embedded_chroma(home)
+
+
+def _take_embedded_chroma(home: DataHome) -> None:
     path = home.chroma_lock_path.resolve()
     if path in _chroma_locks:
         handle, users = _chroma_locks[path]
@@ -89,6 +96,11 @@ def _own_embedded_chroma(home: DataHome) -> None:
 
 
 def release_embedded_chroma(home: DataHome) -> None:
+    with _chroma_locks_guard:
+        _give_back_embedded_chroma(home)
+
+
+def _give_back_embedded_chroma(home: DataHome) -> None:
     path = home.chroma_lock_path.resolve()
     if path in _chroma_locks:
         handle, users = _chroma_locks.pop(path)
@@ -133,9 +145,9 @@ class VectorCollections:
             raise StoreUnavailable(f"the vector store is unavailable: {exc}") from None
         self.chunks = ChromaVectorStore(chroma_collection=self.chunk_collection)
 
-    def add(self, chunk_nodes: list[BaseNode]) -> None:
+    def add(self, chunk_nodes: Sequence[BaseNode]) -> None:
         with reachable():
-            self.chunks.add(chunk_nodes)
+            self.chunks.add(list(chunk_nodes))
 
     def versions(self, doc_ids: list[str] | None = None) -> dict[str, tuple[str, str | None]]:
         """(doc_id, version) of every vector of these documents (of all, when None), by vector id;

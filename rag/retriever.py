@@ -69,10 +69,7 @@ def scale_to_max(values: np.ndarray) -> np.ndarray:
 def collect_candidates(index: Index, query: str, per_side: int = CANDIDATES_PER_SIDE, focus: str = "") -> Candidates:
     lang = language(query)
     query_vec = embed_query(index.embedder, query)
-    nearest = index.vectors.query_chunks(query_vec, per_side)
-    # Only vectors of the version the store holds: others are a writer's new or old ones (index/index.py).
-    live = index.store.versions({d for d, _, _, _ in nearest})
-    dense_hits = {(d, c): cos for d, c, version, cos in nearest if live.get(d) == version}
+    dense_hits, live = live_nearest(index, query_vec, per_side)
     # English: names, numbers and the lexicon's Indonesian words (index/lexical.py)
     bm25_hits = index.bm25.search(content_terms(query, lang), per_side, also=list(dense_hits))
     keys = list(dense_hits) + [k for k in bm25_hits if k not in dense_hits]
@@ -86,6 +83,20 @@ def collect_candidates(index: Index, query: str, per_side: int = CANDIDATES_PER_
     dense = np.array([dense_hits[k] for k in keys], dtype=np.float32)
     background = background_level(index.embedder, query_vec)
     return Candidates(query, query_vec, lang, keys, dense, bm25, background, focus)
+
+
+def live_nearest(index: Index, query_vec: np.ndarray, k: int) -> tuple[dict[ChunkKey, float], dict[str, str]]:
+    """The ``k`` nearest chunks whose vectors are of the version the store holds (others are a writer's
+    new or old ones: index/index.py), and the versions looked up. While a write is under way, or after
+    a killed one, other versions take places among the nearest: ask for more until ``k`` are live."""
+    asked = k
+    while True:
+        nearest = index.vectors.query_chunks(query_vec, asked)
+        live = index.store.versions({d for d, _, _, _ in nearest})
+        hits = {(d, c): cos for d, c, version, cos in nearest if version is not None and live.get(d) == version}
+        if len(hits) >= k or len(nearest) < asked or asked >= 8 * k:
+            return dict(list(hits.items())[:k]), live
+        asked *= 2
 
 
 @dataclass
@@ -125,8 +136,9 @@ class TanyaRetriever(BaseRetriever):
         self._k = similarity_top_k
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        cands = collect_candidates(self._index, query_bundle.query_str)
-        ranked = rank_chunks(self._index, cands, self._params.for_language(cands.lang), self._k)
+        with self._index.store.snapshot():  # offsets and texts from one committed state
+            cands = collect_candidates(self._index, query_bundle.query_str)
+            ranked = rank_chunks(self._index, cands, self._params.for_language(cands.lang), self._k)
         return [NodeWithScore(node=TextNode(id_=chunk_id(c.doc_id, c.chunk), text=c.text,
                                             start_char_idx=c.start, end_char_idx=c.end,
                                             metadata={"doc_id": c.doc_id, "chunk": c.chunk, "start": c.start,

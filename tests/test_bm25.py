@@ -107,13 +107,17 @@ def test_a_snapshot_plus_later_changes_equals_the_store(store: DocumentStore, tm
     assert_matches_bm25s(reopened, store)
 
 
-def test_a_damaged_snapshot_is_ignored(store: DocumentStore, tmp_path: Path) -> None:
+def test_a_damaged_snapshot_is_ignored(store: DocumentStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Garbage, an empty file (a power cut before the data reached the disk) or a truncated one."""
+    monkeypatch.setattr(bm25_module, "SNAPSHOT_CHANGES", 0)  # a snapshot even of this small store
     snapshot = tmp_path / "bm25" / "snapshot.npz"
     for i, text in enumerate(news_texts()[:5]):
         put(store, f"d{i:02d}", text)
-    snapshot.parent.mkdir()
-    snapshot.write_bytes(b"not a snapshot")
-    assert_matches_bm25s(BM25Index(tmp_path / "documents.sqlite3", snapshot), store)
+    BM25Index(tmp_path / "documents.sqlite3", snapshot).save_if_stale()
+    whole = snapshot.read_bytes()
+    for damaged in (b"not a snapshot", b"", whole[: len(whole) // 2]):
+        snapshot.write_bytes(damaged)
+        assert_matches_bm25s(BM25Index(tmp_path / "documents.sqlite3", snapshot), store)
 
 
 def test_terms_of_another_analysis_match_nothing_until_reanalysed(store: DocumentStore, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from index.documents import InputError, make_document, read_paths
 from index.index import Index
 from rag.tanya import Tanya
-from tests.helpers import CORPUS, KIRBY_DOC, THOMAS_DOC
+from tests.helpers import CORPUS, KIRBY_DOC, THOMAS_DOC, run_cli
 
 
 def assert_consistent(index: Index) -> None:
@@ -170,6 +170,9 @@ def test_a_home_keeping_sentence_vectors_in_chroma_is_moved_without_loss(seed_ho
     chunks.add(ids=[i.split("@")[0] for i in found["ids"]], embeddings=found["embeddings"],
                documents=found["documents"],
                metadatas=[{k: v for k, v in m.items() if k != "version"} for m in found["metadatas"]])
+    # ... and a vector an older writer left for a document it never stored: dropped by the upgrade.
+    chunks.add(ids=["hantu#c0"], embeddings=[found["embeddings"][0]], documents=["Dokumen hantu."],
+               metadatas=[{**found["metadatas"][0], "doc_id": "hantu"}])
     del client
     db.execute("DELETE FROM meta WHERE key = 'vector_ids'")
     db.execute("ALTER TABLE sentences DROP COLUMN vector")
@@ -189,3 +192,29 @@ def test_a_byte_order_mark_is_not_part_of_the_text(tmp_path: Path) -> None:
     (tmp_path / "notepad.jsonl").write_bytes(b'\xef\xbb\xbf{"id": "baris", "text": "Isi berita."}\n')
     docs = {d.doc_id: d.text for d in read_paths([tmp_path / "notepad.txt", tmp_path / "notepad.jsonl"])}
     assert docs == {"notepad": "Judul\nIsi berita.", "baris": "Isi berita."}
+
+
+def test_one_batch_cannot_hold_a_document_id_twice(home: Path) -> None:
+    tanya = Tanya.open(home)
+    doc = make_document("kembar", "Dokumen yang sama dua kali.")
+    with pytest.raises(InputError, match="appears twice"):
+        tanya.add([doc, doc])
+    assert tanya.documents() == []
+
+
+def test_a_reopened_index_sees_what_another_process_wrote_meanwhile(home: Path, tmp_path: Path) -> None:
+    """Closing gives up embedded Chroma for good: this process's next open must not reuse a client frozen at
+    the first open (chromadb keeps one per path), or it would miss the other process's vectors."""
+    tanya = Tanya.open(home)
+    tanya.add_paths([CORPUS])
+    tanya.close()
+    extra = tmp_path / "tambahan"
+    extra.mkdir()
+    (extra / "lewotobi.txt").write_text("Gunung Lewotobi\nGunung Lewotobi Laki-laki meletus pada Senin pagi dan "
+                                        "kolom abunya mencapai dua ribu meter.", encoding="utf-8")
+    assert run_cli("index", str(extra), home=home).returncode == 0
+    reopened = Tanya.open(home)
+    hits = reopened.retrieve("Gunung Lewotobi meletus", k=3)
+    assert hits[0].doc_id == "lewotobi" and hits[0].dense > 0.5
+    assert_consistent(reopened.index)
+    reopened.close()

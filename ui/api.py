@@ -130,8 +130,9 @@ def create_app(tanya: Tanya, api_token: str | None = None) -> FastAPI:
     @app.post("/api/retrieve", tags=["answers"], responses=errors(400, 413, 422, 503), max_body_size=MAX_BODY_BYTES)
     def retrieve(body: RetrieveRequest) -> dict:
         """Hybrid retrieval only: ranked chunks with exact offsets and their fused, dense and BM25 scores."""
-        hits = tanya.retrieve(body.query, k=body.k)
-        titles = tanya.index.store.titles({h.doc_id for h in hits}) if hits else {}
+        with tanya.index.store.snapshot():  # the titles of the very documents retrieved
+            hits = tanya.retrieve(body.query, k=body.k)
+            titles = tanya.index.store.titles({h.doc_id for h in hits}) if hits else {}
         return {"query": body.query, "results": [{**asdict(h), "title": titles[h.doc_id][0]} for h in hits]}
 
     @app.get("/api/documents", tags=["documents"])

@@ -76,9 +76,10 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     tanya = _open(args, need_documents=True)
-    hits = tanya.retrieve(args.query, k=args.k)
-    if args.json:
+    with tanya.index.store.snapshot():  # the titles of the very documents retrieved
+        hits = tanya.retrieve(args.query, k=args.k)
         titles = tanya.index.store.titles({h.doc_id for h in hits}) if hits else {}
+    if args.json:
         for h in hits:
             print(json.dumps({**asdict(h), "title": titles[h.doc_id][0]}, ensure_ascii=False))
         return 0
@@ -119,7 +120,11 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    report = _open(args).index.check()
+    from index.home import DataHome
+    from index.index import Index
+
+    # As found: opening an index normally would first clean up after a killed writer.
+    report = Index(DataHome.resolve(args.home, args.chroma_url), finish_interrupted_writes=False).check()
     print(report.summary())
     return 0 if not report.problems else EXIT_ERROR
 
