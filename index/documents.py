@@ -88,7 +88,13 @@ def read_text_file(path: Path, doc_id: str | None = None) -> Document:
         text = raw.removeprefix(BOM).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    return make_document(doc_id or path.stem, text, where=str(path))
+    return make_document(doc_id or id_from_file_name(path.stem), text, where=str(path))
+
+
+def id_from_file_name(stem: str) -> str:
+    """A file's id is its name without the extension, with each run of characters an id cannot hold
+    (spaces, slashes, punctuation) turned into one '-': "berita banjir.txt" is "berita-banjir"."""
+    return re.sub(r"[^\w.\-]+", "-", stem).strip("-") or stem
 
 
 def read_jsonl(path: Path) -> Iterator[Document]:

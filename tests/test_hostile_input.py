@@ -301,19 +301,19 @@ TEXT = "Banjir melanda Kota Semarang pada hari Rabu. Warga mengungsi ke Stadion 
 
 REFUSED_BY_GRADIO = "refused by Gradio"  # its upload component checks the file types before our handler runs
 WEB_NAMES = [
-    ("berita banjir.txt", TEXT, None),  # a space is not allowed in an id: refused with the reason
+    ("berita banjir.txt", TEXT, "berita-banjir"),  # what an id cannot hold becomes '-'
     ("berita-ñandú-日本.txt", TEXT, "berita-ñandú-日本"),
     ("ＡＢＣ.md", TEXT, "ＡＢＣ"),
     (".tersembunyi.txt", TEXT, ".tersembunyi"),
     ("a..b.txt", TEXT, "a..b"),
     ("..txt", TEXT, None),  # its id would be "."
     ("...txt", TEXT, None),  # its id would be ".."
-    ("x\u2215y.txt", TEXT, None),  # a slash look-alike
+    ("x\u2215y.txt", TEXT, "x-y"),  # a slash look-alike
     ("tanpa-ekstensi", TEXT, REFUSED_BY_GRADIO),
     ("BERITA.JSONL", json.dumps({"id": "dari-jsonl", "text": TEXT}) + "\n", "dari-jsonl"),
     ("kosong.jsonl", "\n\n", None),
     ("n" * 240 + ".txt", TEXT, "n" * 196),  # Gradio keeps upload names to 200 bytes
-    ("berita\nbaru.txt", TEXT, None),  # the client sends the newline as %0A, and '%' is not allowed in an id
+    ("berita\nbaru.txt", TEXT, "berita-0Abaru"),  # the client sends the newline as %0A; '%' becomes '-'
 ]
 
 

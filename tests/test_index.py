@@ -218,3 +218,9 @@ def test_a_reopened_index_sees_what_another_process_wrote_meanwhile(home: Path, 
     assert hits[0].doc_id == "lewotobi" and hits[0].dense > 0.5
     assert_consistent(reopened.index)
     reopened.close()
+
+
+def test_a_file_name_an_id_cannot_hold_is_made_into_one(tmp_path: Path) -> None:
+    for name in ("berita banjir Semarang.txt", "opini: harga (BBM).md", "  spasi  .txt"):
+        (tmp_path / name).write_text("Judul\nIsi berita.", encoding="utf-8")
+    assert sorted(d.doc_id for d in read_paths([tmp_path])) == ["berita-banjir-Semarang", "opini-harga-BBM", "spasi"]
