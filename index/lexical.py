@@ -95,7 +95,18 @@ def content_terms(text: str, lang: str) -> list[str]:
     the lexicon gives for its other content words (BM25 cannot match English words themselves)."""
     if lang == "id":
         return tokenize(text)
-    kept = [m.group(0) for m in _NAME_OR_NUMBER.finditer(text) if m.group(0).lower() not in STOPWORDS_EN]
     lexicon = english_to_indonesian()
-    translated = [indonesian for w in words(text) if w not in STOPWORDS_EN for indonesian in lexicon.get(w, ())]
+    found, translated, in_pairs, i = words(text), [], set(), 0
+    while i < len(found):  # a two-word entry ("state department") before its words' own ones
+        pair = " ".join(found[i : i + 2])
+        if pair in lexicon:
+            translated += lexicon[pair]
+            in_pairs.update(found[i : i + 2])
+            i += 2
+            continue
+        if found[i] not in STOPWORDS_EN:
+            translated += lexicon.get(found[i], ())
+        i += 1
+    kept = [m.group(0) for m in _NAME_OR_NUMBER.finditer(text)
+            if m.group(0).lower() not in STOPWORDS_EN and m.group(0).lower() not in in_pairs]
     return list(dict.fromkeys(tokenize(" ".join(kept + translated))))

@@ -66,43 +66,36 @@ _chroma_locks_guard = threading.Lock()
 
 
 def _own_embedded_chroma(home: DataHome) -> None:
-    with _chroma_locks_guard:
-        _take_embedded_chroma(home)
-
-
-def _take_embedded_chroma(home: DataHome) -> None:
     path = home.chroma_lock_path.resolve()
-    if path in _chroma_locks:
-        handle, users = _chroma_locks[path]
-        _chroma_locks[path] = (handle, users + 1)
-        return
-    handle = open(path, "a+")  # noqa: SIM115  (held until release_embedded_chroma)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    with _chroma_locks_guard:
+        if path in _chroma_locks:
+            handle, users = _chroma_locks[path]
+            _chroma_locks[path] = (handle, users + 1)
+            return
+        handle = open(path, "a+")  # noqa: SIM115  (held until release_embedded_chroma)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise StoreInUse(
+                f"the index in {home.root} is open in {holder}. Its embedded Chroma serves one process at a "
+                "time: add documents and ask through that process (a running `tanya serve` has the web page's "
+                "upload and POST /api/documents), wait for it to finish, or share the index through a Chroma "
+                "server (README: Several processes)") from None
         handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise StoreInUse(
-            f"the index in {home.root} is open in {holder}. Its embedded Chroma serves one process at a "
-            "time: add documents and ask through that process (a running `tanya serve` has the web page's "
-            "upload and POST /api/documents), wait for it to finish, or share the index through a Chroma "
-            "server (README: Several processes)") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()} ({' '.join(['tanya', *sys.argv[1:]]) if sys.argv else 'python'})")
-    handle.flush()
-    _chroma_locks[path] = (handle, 1)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} ({' '.join(['tanya', *sys.argv[1:]]) if sys.argv else 'python'})")
+        handle.flush()
+        _chroma_locks[path] = (handle, 1)
 
 
 def release_embedded_chroma(home: DataHome) -> None:
-    with _chroma_locks_guard:
-        _give_back_embedded_chroma(home)
-
-
-def _give_back_embedded_chroma(home: DataHome) -> None:
     path = home.chroma_lock_path.resolve()
-    if path in _chroma_locks:
+    with _chroma_locks_guard:
+        if path not in _chroma_locks:
+            return
         handle, users = _chroma_locks.pop(path)
         if users > 1:
             _chroma_locks[path] = (handle, users - 1)

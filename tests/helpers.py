@@ -123,3 +123,35 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+class StoppableChroma:
+    """A real `chroma run` that a test can stop and start again on the same port and data."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port, self.data, self.log = free_port(), folder / "chroma-data", folder / "chroma.log"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = start_chroma(self.data, self.port, self.log)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+            self.proc = None
+
+
+@contextlib.contextmanager
+def served_over_stoppable_chroma(folder: Path) -> Iterator[tuple[str, StoppableChroma]]:
+    """The seed corpus indexed into a `chroma run` server and served by a real `tanya serve`; yields the
+    serve URL and the Chroma server (for fault tests that stop it)."""
+    chroma = StoppableChroma(folder)
+    chroma.start()
+    env = {"TANYA_CHROMA_URL": chroma.url}
+    try:
+        assert run_cli("index", str(CORPUS), home=folder / "home", env=env).returncode == 0
+        with running_server(folder / "home", folder / "serve.log", env=env) as url:
+            yield url, chroma
+    finally:
+        chroma.stop()

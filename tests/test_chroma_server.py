@@ -7,7 +7,7 @@ from pathlib import Path
 
 import chromadb
 
-from tests.helpers import CORPUS, KIRBY_DOC, free_port, http, run_cli, running_server, start_chroma, stop
+from tests.helpers import CORPUS, KIRBY_DOC, http, run_cli, running_server, served_over_stoppable_chroma
 from tests.test_index import assert_consistent
 
 
@@ -35,26 +35,17 @@ def test_cli_uses_the_server_from_the_environment(chroma_server: str, tmp_path: 
 
 
 def test_serve_answers_503_while_the_chroma_server_is_down_and_recovers(tmp_path: Path, model_dir: Path) -> None:
-    port = free_port()
-    data, chroma_log = tmp_path / "chroma-data", tmp_path / "chroma.log"
-    chroma = start_chroma(data, port, chroma_log)
-    env = {"TANYA_CHROMA_URL": f"http://127.0.0.1:{port}"}
-    home = tmp_path / "home"
-    try:
-        assert run_cli("index", str(CORPUS), home=home, env=env).returncode == 0
-        with running_server(home, tmp_path / "serve.log", env=env) as server:
-            question = {"question": "Siapa juru bicara Central Command AS?"}
-            assert http("POST", f"{server}/api/ask", question)[0] == 200
-            stop(chroma)
-            status, body = http("POST", f"{server}/api/ask", question)
-            assert status == 503 and "Chroma server" in body["detail"], body
-            assert http("POST", f"{server}/api/retrieve", {"query": "Thomas"})[0] == 503
-            assert http("GET", f"{server}/api/documents")[0] == 200  # the document store still answers
-            chroma = start_chroma(data, port, chroma_log)  # back: answers again without a restart
-            status, body = http("POST", f"{server}/api/ask", question)
-            assert status == 200 and "Thomas" in body["answer"], body
-    finally:
-        stop(chroma)
+    with served_over_stoppable_chroma(tmp_path) as (server, chroma):
+        question = {"question": "Siapa juru bicara Central Command AS?"}
+        assert http("POST", f"{server}/api/ask", question)[0] == 200
+        chroma.stop()
+        status, body = http("POST", f"{server}/api/ask", question)
+        assert status == 503 and "Chroma server" in body["detail"], body
+        assert http("POST", f"{server}/api/retrieve", {"query": "Thomas"})[0] == 503
+        assert http("GET", f"{server}/api/documents")[0] == 200  # the document store still answers
+        chroma.start()  # back: answers again without a restart
+        status, body = http("POST", f"{server}/api/ask", question)
+        assert status == 200 and "Thomas" in body["answer"], body
 
 
 LEWOTOBI = ("Gunung Lewotobi Laki-laki di Kabupaten Flores Timur kembali meletus pada Senin pagi. "

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.helpers import CORPUS, REPO, free_port, http, run_cli, running_server, start_chroma, stop
+from tests.helpers import REPO, http, served_over_stoppable_chroma
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
@@ -168,25 +168,16 @@ def test_phone_width_needs_no_sideways_scrolling(browser: Browser, server: str) 
 
 def test_the_chat_says_the_index_is_unavailable_while_chroma_is_down_then_recovers(
         browser: Browser, tmp_path: Path, model_dir: Path) -> None:
-    port = free_port()
-    data, chroma_log = tmp_path / "chroma-data", tmp_path / "chroma.log"
-    chroma = start_chroma(data, port, chroma_log)
-    env = {"TANYA_CHROMA_URL": f"http://127.0.0.1:{port}"}
-    home = tmp_path / "home"
-    try:
-        assert run_cli("index", str(CORPUS), home=home, env=env).returncode == 0
-        with running_server(home, tmp_path / "serve.log", env=env) as url:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.goto(url + "/")
-            page.wait_for_selector("#tanya-question textarea", timeout=60_000)
-            stop(chroma)
-            ask(page, "Siapa juru bicara Central Command AS?")
-            expect(page.locator("#tanya-chat")).to_contain_text("the index is unavailable", timeout=60_000)
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "chroma-down.png"), full_page=True)
-            chroma = start_chroma(data, port, chroma_log)  # back: answers again without a restart
-            ask(page, "Siapa Ben Thomas?")
-            expect(page.locator("#tanya-sources label").first).to_be_visible(timeout=60_000)
-            page.close()
-    finally:
-        stop(chroma)
+    with served_over_stoppable_chroma(tmp_path) as (url, chroma):
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(url + "/")
+        page.wait_for_selector("#tanya-question textarea", timeout=60_000)
+        chroma.stop()
+        ask(page, "Siapa juru bicara Central Command AS?")
+        expect(page.locator("#tanya-chat")).to_contain_text("the index is unavailable", timeout=60_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "chroma-down.png"), full_page=True)
+        chroma.start()  # back: answers again without a restart
+        ask(page, "Siapa Ben Thomas?")
+        expect(page.locator("#tanya-sources label").first).to_be_visible(timeout=60_000)
+        page.close()
