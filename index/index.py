@@ -10,6 +10,11 @@ answers exactly as before the batch, and the next writer finishes or undoes it):
    before it readers see the old documents, after it the new ones;
 4. the old versions' vectors are deleted from Chroma, and the pending marks cleared.
 
+Step 2 may take several Chroma calls (Chroma refuses more than its ``max_batch_size`` vectors in one);
+all of them come before the commit point, so a kill between two of them leaves only leftovers. Every
+document of a call to ``add`` is split and checked before the first batch is embedded: a document that
+cannot be indexed is refused up front, not after minutes of embedding or after earlier batches committed.
+
 A writer starts by removing whatever vectors a killed one left for pending documents (``_recover``).
 Deleting a document is the same: the store deletes it and marks it pending in one transaction, then
 its vectors go. ``check()`` verifies the whole agreement (``tanya check``).
@@ -50,7 +55,10 @@ from index.vectors import (
 )
 
 EMBED_BATCH_DOCS = 32
-
+# Each sentence is embedded (for citing) besides its chunk: at ~240 texts a second on 2 cores this is
+# ~8 minutes of embedding for one document, beyond which it is refused up front (a 5,000,000-character
+# article collection has ~40,000 sentences; 5M characters of "a. " would take hours).
+MAX_DOCUMENT_SENTENCES = 100_000
 
 
 class IndexBusy(RuntimeError):
@@ -189,23 +197,31 @@ class Index:
                 else:
                     (report.updated if doc.doc_id in known else report.added).append(doc.doc_id)
                     todo.append(doc)
+            spans = {doc.doc_id: self._sentences(doc) for doc in todo}  # all checked before any is written
             bar = tqdm(total=sum(len(d.text) for d in todo), unit="char", unit_scale=True, desc="indexing",
                        disable=not progress or not todo, file=sys.stderr, dynamic_ncols=True)
             for i in range(0, len(todo), EMBED_BATCH_DOCS):
                 batch = todo[i : i + EMBED_BATCH_DOCS]
-                self._write_batch(batch, report)
+                self._write_batch([(doc, spans.pop(doc.doc_id)) for doc in batch], report)
                 bar.update(sum(len(d.text) for d in batch))
             bar.close()
             self.bm25.save_if_stale()
         report.seconds = time.perf_counter() - start
         return report
 
-    def _write_batch(self, batch: list[Document], report: IndexReport) -> None:
-        split = [(doc, spans, group_chunks(spans)) for doc in batch
-                 for spans in [split_sentences(doc.text)]]
-        for doc, spans, _ in split:
-            if not spans:
-                raise InputError(f"{doc.doc_id}: no text to index")
+    @staticmethod
+    def _sentences(doc: Document) -> list[Span]:
+        spans = split_sentences(doc.text)
+        if not spans:
+            raise InputError(f"{doc.doc_id}: no text to index")
+        if len(spans) > MAX_DOCUMENT_SENTENCES:
+            raise InputError(f"{doc.doc_id}: the document has {len(spans):,} sentences; the limit is "
+                             f"{MAX_DOCUMENT_SENTENCES:,} (split it into several documents)")
+        return spans
+
+    def _write_batch(self, sentences: list[tuple[Document, list[Span]]], report: IndexReport) -> None:
+        batch = [doc for doc, _ in sentences]
+        split = [(doc, spans, group_chunks(spans)) for doc, spans in sentences]
         chunk_texts = [doc.text[c.start : c.end] for doc, _, chunks in split for c in chunks]
         sentence_texts = [s.text for _, spans, _ in split for s in spans]
         # One call for both kinds: the embedder sorts all of them by length, so batches pad least.

@@ -72,7 +72,8 @@ def _own_embedded_chroma(home: DataHome) -> None:
             handle, users = _chroma_locks[path]
             _chroma_locks[path] = (handle, users + 1)
             return
-        handle = open(path, "a+")  # noqa: SIM115  (held until release_embedded_chroma)
+        # backslashreplace: the command line may hold bytes that are not UTF-8 (surrogates in sys.argv)
+        handle = open(path, "a+", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115  (held until release)
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -134,13 +135,22 @@ class VectorCollections:
         try:
             self.chunk_collection = client.get_or_create_collection(CHUNKS, metadata=meta,
                                                                     embedding_function=None)
+            # Chroma refuses more than this many records in one call (5,461 embedded, from SQLite's limit on
+            # query variables); llama-index's ChromaVectorStore splits only at 41,665.
+            self.max_batch = min(5000, client.get_max_batch_size())
         except Exception as exc:
             raise StoreUnavailable(f"the vector store is unavailable: {exc}") from None
         self.chunks = ChromaVectorStore(chroma_collection=self.chunk_collection)
 
     def add(self, chunk_nodes: Sequence[BaseNode]) -> None:
+        """Add in calls of at most ``max_batch`` vectors. All of a write's calls come before the store's commit
+        (index/index.py step 2), so a writer killed between two of them leaves only leftovers of pending
+        documents, which the next writer removes; ids that exist are skipped by the caller, so a retry adds
+        only what is missing."""
+        nodes = list(chunk_nodes)
         with reachable():
-            self.chunks.add(list(chunk_nodes))
+            for i in range(0, len(nodes), self.max_batch):
+                self.chunks.add(nodes[i : i + self.max_batch])
 
     def versions(self, doc_ids: list[str] | None = None) -> dict[str, tuple[str, str | None]]:
         """(doc_id, version) of every vector of these documents (of all, when None), by vector id;
@@ -155,8 +165,8 @@ class VectorCollections:
 
     def delete_ids(self, ids: list[str]) -> None:
         with reachable():
-            for i in range(0, len(ids), 5000):
-                self.chunk_collection.delete(ids=ids[i : i + 5000])
+            for i in range(0, len(ids), self.max_batch):
+                self.chunk_collection.delete(ids=ids[i : i + self.max_batch])
 
     def remove_leftovers(self, doc_ids: list[str], live: dict[str, str]) -> int:
         """Delete these documents' vectors of any version but the live one (all of them for documents

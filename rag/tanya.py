@@ -5,6 +5,7 @@ One object holds the model and the index, so a batch of questions loads them onc
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,16 +34,20 @@ class QuestionError(InputError):
     """The question cannot be asked (empty or too long); the message is for the user."""
 
 
-def check_question(question: str) -> str:
+_INVISIBLE = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})  # controls, zero-width/format characters, spaces
+
+
+def check_question(question: str, what: str = "the question") -> str:
     question = (question or "").strip()
-    if not question:
-        raise QuestionError("the question is empty")
+    # Zero-width or control characters alone are as empty as spaces (they were answered with a refusal).
+    if all(unicodedata.category(c) in _INVISIBLE for c in question):
+        raise QuestionError(f"{what} is empty")
     if len(question) > MAX_QUESTION_CHARS:
-        raise QuestionError(f"the question has {len(question):,} characters; the limit is {MAX_QUESTION_CHARS:,}")
+        raise QuestionError(f"{what} has {len(question):,} characters; the limit is {MAX_QUESTION_CHARS:,}")
     try:
         question.encode("utf-8")
     except UnicodeEncodeError:
-        raise QuestionError("the question is not valid Unicode (it holds a lone surrogate)") from None
+        raise QuestionError(f"{what} is not valid Unicode (it holds a lone surrogate)") from None
     return question
 
 
@@ -104,7 +109,8 @@ class Tanya:
         """An answer of up to ``max_citations`` cited sentences (or a refusal). ``history`` holds the
         conversation's earlier questions, oldest first, for follow-ups such as "Siapa dia?"."""
         question = check_question(question)
-        history = [check_question(h) for h in history if h and h.strip()]  # the same rules as a question
+        history = [check_question(h, f"history item {i}")  # the same rules as a question
+                   for i, h in enumerate(history, start=1) if h and h.strip()]
         if not 1 <= max_citations <= 10:
             raise InputError("max_citations must be between 1 and 10")
         with self.index.store.snapshot():  # one committed state, even while a writer commits

@@ -107,3 +107,72 @@ def test_asking_an_empty_index_says_how_to_fill_it(tmp_path: Path, model_dir: Pa
     result = run_cli("ask", "Siapa juru bicara?", home=tmp_path / "empty-home")
     assert result.returncode == 1 and "is empty: run `tanya index PATH` first" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# Bytes that are not UTF-8 reach Python's argv as lone surrogates (\udcff for the byte 0xff): the subprocess
+# sends them back as the raw bytes, exactly as a shell passes $'Siapa \xff?'.
+@pytest.mark.parametrize("args", [
+    ("ask", "Siapa \udcff?"),
+    ("ask", "--json", "Siapa \udcff?"),
+    ("retrieve", "gencatan \udce9"),
+    ("show", "a\udcff"),
+    ("delete", "\udcff"),
+])
+def test_an_argument_that_is_not_utf8_is_refused_in_one_line(cli_home: Path, args: tuple[str, ...]) -> None:
+    """It crashed with UnicodeEncodeError where the lock file names the command."""
+    result = run_cli(*args, home=cli_home)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("tanya: error: ") and "is not UTF-8 text (byte 0x" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_latin1_file_name_is_indexed_under_a_safe_id(cli_home: Path, tmp_path: Path) -> None:
+    name = b"berita-caf\xe9 baru.txt"  # Latin-1, as an old archive or a Windows share may hold
+    path = Path((bytes(tmp_path) + b"/" + name).decode("utf-8", "surrogateescape"))
+    path.write_bytes(b"Kafe baru dibuka di Braga.\n")
+    result = run_cli("index", "-q", str(path), home=cli_home)
+    assert result.returncode == 0 and "1 added" in result.stdout, result.stderr
+    try:
+        shown = run_cli("show", "berita-caf-baru", home=cli_home)
+        assert shown.returncode == 0 and shown.stdout == "Kafe baru dibuka di Braga.\n\n", shown
+    finally:
+        assert run_cli("delete", "berita-caf-baru", home=cli_home).returncode == 0
+
+
+def test_control_characters_in_documents_never_reach_the_terminal_raw(cli_home: Path, tmp_path: Path) -> None:
+    """An escape sequence in a title or text (retitling the terminal, erasing the line, hiding text) is shown
+    as \\x1b...; `tanya show --raw` still gives the exact text, and --json stays valid JSON of the same values."""
+    text = ("Judul\n\x1b]0;DIRETAS\x07Polisi menangkap\x1b[2K\r tersangka di Medan.\tKalimat kedua\x9b31m.\r\n"
+            "Baris \x00\x08terakhir.\n").replace("\x00", "")
+    title = "Berita \x1b[31mmerah\x1b[0m\nbaris dua\tkolom"
+    source = tmp_path / "kontrol.jsonl"
+    source.write_text(json.dumps({"id": "kontrol", "text": text, "title": title}) + "\n", encoding="utf-8")
+    assert run_cli("index", "-q", str(source), home=cli_home).returncode == 0
+    try:
+        docs = run_cli("docs", home=cli_home)
+        shown = run_cli("show", "kontrol", home=cli_home)
+        asked = run_cli("ask", "Siapa yang ditangkap polisi di Medan?", home=cli_home)
+        for out in (docs.stdout, shown.stdout, asked.stdout):
+            assert not set(out) & ({chr(c) for c in range(32)} - {"\n", "\t"} | {chr(c) for c in range(0x7f, 0xa0)})
+        line = next(ln for ln in docs.stdout.splitlines() if ln.startswith("kontrol\t"))
+        assert line.endswith("\\x1b[31mmerah\\x1b[0m\\nbaris dua\\tkolom") and line.count("\t") == 3, line
+        assert "\\x1b]0;DIRETAS\\x07Polisi menangkap\\x1b[2K\\r tersangka" in shown.stdout
+        assert "\\x9b31m.\r\n" not in shown.stdout and "Kalimat kedua\\x9b31m." in shown.stdout
+        assert "[1]" in asked.stdout and "\\x1b[31mmerah" in asked.stdout  # a cited sentence and title, escaped
+        raw = run_cli("show", "--raw", "kontrol", home=cli_home)
+        # (text=True reads "\r" and "\r\n" as "\n")
+        assert raw.returncode == 0 and raw.stdout == text.replace("\r\n", "\n").replace("\r", "\n") + "\n"
+        listed = run_cli("docs", "--json", home=cli_home)
+        row = next(json.loads(ln) for ln in listed.stdout.splitlines() if '"kontrol"' in ln)
+        assert row["title"] == title and "\x9b" not in listed.stdout and "\x1b" not in listed.stdout
+    finally:
+        assert run_cli("delete", "kontrol", home=cli_home).returncode == 0
+
+
+def test_an_error_naming_a_file_stays_one_line(cli_home: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "rusak\n\x1b[2Jbaris.jsonl"
+    bad.write_bytes(b"{not json\n")
+    result = run_cli("index", str(bad), home=cli_home)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "\x1b" not in result.stderr, result.stderr
+    assert "rusak\\n\\x1b[2Jbaris.jsonl:1: not a JSON object" in result.stderr

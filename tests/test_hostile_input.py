@@ -361,6 +361,105 @@ def test_web_upload_names_cannot_escape_the_upload_folder(served: Served) -> Non
     assert not (served.home / "escaped-upload.txt").exists()
 
 
+def gradio_call(url: str, name: str, data: list) -> str:
+    """One call of a Gradio event through its public HTTP route, as `curl` does: the result stream's text."""
+    import httpx
+
+    started = httpx.post(f"{url}/gradio_api/call/{name}", json={"data": data}, timeout=60)
+    assert started.status_code == 200, started.text
+    return httpx.get(f"{url}/gradio_api/call/{name}/{started.json()['event_id']}", timeout=120).text
+
+
+def file_data(path: Path | str) -> dict:
+    return {"path": str(path), "meta": {"_type": "gradio.FileData"}}
+
+
+def test_a_server_path_is_never_accepted_as_an_upload(served: Served, tmp_path: Path) -> None:
+    """A client named a file on the server (`{"path": "/...", "meta": {"_type": "gradio.FileData"}}`) and
+    the Documents tab indexed it ("1 added"; its text then readable at /api/documents/...), and Gradio
+    copied it into its upload folder. Gradio's own check (only files its upload route stored) now runs."""
+    secret = tmp_path / "rahasia-server.txt"  # in the system temp folder, which Gradio otherwise trusts
+    secret.write_text("Kata sandi basis data adalah hunter2.\n", encoding="utf-8")
+    in_cwd = Path.cwd() / "README.md"  # the current folder, which Gradio otherwise trusts too
+    uploads = served.home.parent / "gradio-uploads"
+    before = tree(uploads) if uploads.exists() else set()
+    ids_before = served.ids()
+    for path in (secret, in_cwd, Path("/etc/hostname"), uploads / ".." / "home" / "documents.sqlite3"):
+        stream = gradio_call(served.url, "add_files", [[file_data(path)], ""])  # "": the token field, unused here
+        assert "event: error" in stream and "added" not in stream, stream
+        # The chat's own input (a message that is a file) was a way to have a server file copied and served.
+        message = {"role": "user", "content": [{"type": "file", "file": file_data(path)}]}
+        stream = gradio_call(served.url, "respond", ["Siapa?", [message]])
+        assert "event: error" in stream and "hunter2" not in stream, stream
+    assert served.ids() == ids_before
+    assert not any(name in "".join(tree(uploads) - before if uploads.exists() else set())
+                   for name in ("rahasia-server", "README", "hostname", "documents.sqlite3"))
+    assert_seed_intact(served)
+
+
+def test_a_real_upload_through_the_upload_route_is_still_added(served: Served) -> None:
+    import httpx
+
+    response = httpx.post(f"{served.url}/gradio_api/upload", files=[("files", ("unggah-sah.txt", TEXT.encode(),
+                                                                              "text/plain"))])
+    assert response.status_code == 200
+    stream = gradio_call(served.url, "add_files", [[file_data(response.json()[0])], ""])
+    assert "1 added" in stream, stream
+    assert served.text("unggah-sah") == TEXT
+    assert http("DELETE", f"{served.url}/api/documents/unggah-sah")[0] == 200
+
+
+def test_an_upload_with_a_form_field_that_is_not_a_file_is_a_400(served: Served) -> None:
+    """Found by the schemathesis run below: Gradio's parser raised (a 500) on it when an upload_id was given."""
+    import httpx
+
+    response = httpx.post(f"{served.url}/gradio_api/upload", params={"upload_id": "x1"}, data={"note": "1"},
+                          files=[("files", ("a.txt", TEXT.encode(), "text/plain"))])
+    assert_reason(response.status_code, response.json())
+
+
+# --- big documents ---------------------------------------------------------------------------------------------
+
+def test_chroma_takes_a_write_of_more_vectors_than_its_batch_limit(tmp_path: Path) -> None:
+    """A document of 9,187 chunks failed after minutes of embedding (a 500, or a traceback): Chroma refuses
+    more than max_batch_size (5,461) vectors in one add. Real embedded Chroma, vectors that need no model."""
+    import chromadb
+    import numpy as np
+
+    from index.vectors import VectorCollections, vector_node
+
+    client = chromadb.PersistentClient(path=str(tmp_path / "chroma"))
+    vectors = VectorCollections(client)
+    n = client.get_max_batch_size() + 700
+    rng = np.random.default_rng(0)
+    nodes = [vector_node("besar", i, "v1", f"potongan {i}", rng.standard_normal(384).astype(np.float32), start=i,
+                         end=i + 1) for i in range(n)]
+    vectors.add(nodes)
+    assert vectors.chunk_collection.count() == n
+    vectors.add(nodes[:10] + nodes[-10:])  # a retry after a kill: existing ids are skipped by Chroma itself
+    assert vectors.chunk_collection.count() == n
+    assert vectors.remove_leftovers(["besar"], {}) == n and vectors.chunk_collection.count() == 0
+    client.close()  # type: ignore[attr-defined]
+
+
+TOO_MANY_SENTENCES = "Ya. " * 100_001  # 400,004 characters: under the character limit
+
+
+def test_a_document_with_too_many_sentences_is_refused_up_front(served: Served) -> None:
+    """Refused in seconds with a reason, before anything is embedded (it would take hours)."""
+    import time
+
+    start = time.monotonic()
+    status, body = http("POST", f"{served.url}/api/documents",
+                        {"documents": [{"id": "pendek", "text": "Satu kalimat."},
+                                       {"id": "raksasa", "text": TOO_MANY_SENTENCES}]})
+    assert_reason(status, body)
+    assert status == 400 and "100,001 sentences; the limit is 100,000" in body["detail"], body
+    assert time.monotonic() - start < 30
+    assert "pendek" not in served.ids() and "raksasa" not in served.ids()
+    assert_seed_intact(served)
+
+
 # --- 4. malformed files through `tanya index` ---------------------------------------------------------------
 # Already covered elsewhere, so not repeated: a broken JSONL line and a missing path (tests/test_cli.py); an empty,
 # binary (NUL), Latin-1 or PDF file, an object without 'id', a lone surrogate (tests/test_index.py, Python API).
@@ -400,6 +499,7 @@ MALFORMED: list[tuple[str, bytes | Callable[[Path], Path], str]] = [
     ("huge.txt", _huge, "the limit is 5,000,000"),
     ("empty-folder", _empty_folder, "no .txt or .md files in this folder"),
     ("symlink-loop", _symlink_loop, "no .txt or .md files in this folder"),
+    ("many-sentences.txt", TOO_MANY_SENTENCES.encode(), "100,001 sentences; the limit is 100,000"),
 ]
 
 
@@ -450,4 +550,5 @@ def test_the_server_logged_no_unexpected_error(served: Served) -> None:
     assert "unexpected error" not in log, log[-3000:]
     for block in log.split("Traceback (most recent call last):")[1:]:
         raised = next(line for line in block.splitlines() if line and not line.startswith((" ", "\t")))
-        assert raised.startswith("gradio.exceptions.Error: "), block[-3000:]
+        # InvalidPathError: Gradio refusing a server path named by a client (above)
+        assert raised.startswith(("gradio.exceptions.Error: ", "gradio.exceptions.InvalidPathError: ")), block[-3000:]

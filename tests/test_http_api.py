@@ -3,8 +3,12 @@ error cases, and the token rule for write endpoints."""
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections.abc import Iterator
+from http.client import HTTPConnection
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -58,17 +62,39 @@ def test_ask_refuses_what_the_corpus_does_not_hold(server: str) -> None:
     ({"question": ""}, 400),
     ({"question": "   "}, 400),
     ({"question": "x" * 2500}, 400),
-    ({"question": "x" * 5000}, 422),
+    ({"question": "x" * 5000}, 400),  # over twice the limit too: the same 400 (it was a 422)
+    ({"question": "\u200b\u200c\u2060\ufeff"}, 400),  # zero-width characters only: empty (was answered)
+    ({"question": "\x00\x1b\u200b "}, 400),
     ({}, 422),
     ({"question": "Siapa?", "k": 0}, 422),
+    ({"question": "Siapa?", "k": True}, 422),  # not a number of citations (was taken as 1)
+    ({"question": "Siapa?", "k": "3"}, 422),
+    ({"question": "Siapa?", "k": 2.0}, 422),
     ({"question": "Siapa?", "history": "not a list"}, 422),
-    ({"question": "\ud800"}, 422),
-    ({"question": "Siapa dia?", "history": ["\ud800"]}, 422),
+    ({"question": "\ud800"}, 400),  # "not valid Unicode" (was a 422: pydantic's length check)
+    ({"question": "Siapa dia?", "history": ["\ud800"]}, 400),
 ])
 def test_bad_questions_get_a_4xx_with_a_reason(server: str, body: dict, status: int) -> None:
     got, reply = http("POST", f"{server}/api/ask", body)
     assert got == status, reply
     assert_no_traceback(reply)
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ({"question": "\u200b\u200b"}, "the question is empty"),
+    ({"question": "x" * 4001}, "the question has 4,001 characters; the limit is 2,000"),
+    ({"question": "Apa pangkatnya?", "history": ["Siapa?", "y" * 2500]}, "history item 2 has 2,500 characters"),
+    ({"question": "Apa pangkatnya?", "history": ["\u200b"]}, "history item 1 is empty"),
+])
+def test_a_bad_question_or_history_item_is_named_in_the_reason(server: str, body: dict, reason: str) -> None:
+    status, reply = http("POST", f"{server}/api/ask", body)
+    assert status == 400 and reason in reply["detail"], reply
+
+
+def test_retrieve_k_must_be_an_integer(server: str) -> None:
+    for k in (True, "3", 1.5):
+        status, reply = http("POST", f"{server}/api/retrieve", {"query": "Aleppo", "k": k})
+        assert status == 422 and "k" in reply["detail"], (k, reply)
 
 
 def test_malformed_json_is_a_422(server: str) -> None:
@@ -127,17 +153,91 @@ def test_bad_documents_are_rejected_and_nothing_is_lost(server: str) -> None:
     assert http("GET", f"{server}/api/documents")[1]["documents"] == before
 
 
-def test_write_endpoints_need_the_token_when_one_is_set(tmp_path: Path, seed_home: Path) -> None:
-    home = tmp_path / "home"
+@pytest.fixture(scope="module")
+def token_server(tmp_path_factory: pytest.TempPathFactory, seed_home: Path) -> Iterator[str]:
+    """`TANYA_API_TOKEN=s3cret tanya serve` over a copy of the seed index."""
+    home = tmp_path_factory.mktemp("token") / "home"
     shutil.copytree(seed_home, home, ignore=shutil.ignore_patterns("index.lock"))
-    with running_server(home, tmp_path / "serve.log", env={"TANYA_API_TOKEN": "s3cret"}) as url:
-        doc = {"documents": [{"id": "t1", "text": "Satu kalimat saja."}]}
-        assert http("POST", f"{url}/api/documents", doc)[0] == 401
-        assert http("POST", f"{url}/api/documents", doc, headers={"Authorization": "Bearer wrong"})[0] == 401
-        assert http("POST", f"{url}/api/documents", doc, headers={"Authorization": "Bearer s3cret"})[0] == 200
-        assert http("DELETE", f"{url}/api/documents/t1")[0] == 401
-        assert http("GET", f"{url}/api/documents")[0] == 200  # reading needs no token
-        assert http("POST", f"{url}/api/ask", {"question": "Siapa juru bicara Central Command AS?"})[0] == 200
+    with running_server(home, home.parent / "serve.log", env={"TANYA_API_TOKEN": "s3cret"}) as url:
+        yield url
+
+
+def test_write_endpoints_need_the_token_when_one_is_set(token_server: str) -> None:
+    url = token_server
+    doc = {"documents": [{"id": "t1", "text": "Satu kalimat saja."}]}
+    assert http("POST", f"{url}/api/documents", doc)[0] == 401
+    assert http("POST", f"{url}/api/documents", doc, headers={"Authorization": "Bearer wrong"})[0] == 401
+    assert http("POST", f"{url}/api/documents", doc, headers={"Authorization": "Bearer s3cret"})[0] == 200
+    assert http("DELETE", f"{url}/api/documents/t1")[0] == 401
+    assert http("GET", f"{url}/api/documents")[0] == 200  # reading needs no token
+    assert http("POST", f"{url}/api/ask", {"question": "Siapa juru bicara Central Command AS?"})[0] == 200
+    assert http("DELETE", f"{url}/api/documents/t1", headers={"Authorization": "Bearer s3cret"})[0] == 200
+
+
+def raw_request(url: str, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> int:
+    """A request whose header bytes are sent exactly as given (urllib insists on Latin-1 str)."""
+    parts = urlsplit(url)
+    assert parts.hostname and parts.port
+    connection = HTTPConnection(parts.hostname, parts.port, timeout=60)
+    connection.putrequest(method, path)
+    for name, value in [*headers, (b"Content-Type", b"application/json"), (b"Content-Length", str(len(body)).encode())]:
+        connection.putheader(name, value)
+    connection.endheaders(body)
+    response = connection.getresponse()
+    reply = json.loads(response.read())
+    assert_no_traceback(reply)
+    connection.close()
+    return response.status
+
+
+@pytest.mark.parametrize("token", ["Bearer ü".encode(), "Bearer ü".encode("latin-1"), "Bearer s3creté".encode(),
+                                   b"Bearer \xff\xfe", "Bearer 秘密".encode(), b"Bearer s3cret\x80",
+                                   "Bearer ü".encode()[:8]])
+def test_a_non_ascii_bearer_token_is_a_401(token_server: str, token: bytes) -> None:
+    """It was a 500: secrets.compare_digest refuses str with non-ASCII characters. Tokens are compared as bytes."""
+    body = json.dumps({"documents": [{"id": "t2", "text": "Satu kalimat saja."}]}).encode()
+    assert raw_request(token_server, "POST", "/api/documents", [(b"Authorization", token)], body) == 401
+    assert raw_request(token_server, "DELETE", f"/api/documents/{KIRBY_DOC}", [(b"Authorization", token)]) == 401
+    assert http("GET", f"{token_server}/api/documents/{KIRBY_DOC}")[0] == 200
+
+
+def gradio_call(url: str, name: str, data: list) -> str:
+    """One call of a Gradio event through its public HTTP route (as `curl` does): the result stream's text."""
+    import httpx
+
+    started = httpx.post(f"{url}/gradio_api/call/{name}", json={"data": data}, timeout=60)
+    assert started.status_code == 200, started.text
+    return httpx.get(f"{url}/gradio_api/call/{name}/{started.json()['event_id']}", timeout=120).text
+
+
+def test_the_web_pages_writes_need_the_token_too(token_server: str, tmp_path: Path) -> None:
+    """The Documents tab's Delete and Add, and their public Gradio routes, deleted and added documents with
+    no token while the API asked for one. Now they need it too (the page has a token field for it)."""
+    from gradio_client import Client, handle_file
+
+    url = token_server
+    # The issue's reproduction (a delete through Gradio's public route, now an error: the token is an input),
+    # then with an empty, a wrong and a non-ASCII token.
+    assert "event: error" in gradio_call(url, "delete_document", [KIRBY_DOC])
+    for token in ("", "wrong", "s3cret-ü", "ü"):
+        stream = gradio_call(url, "delete_document", [KIRBY_DOC, token])
+        assert "needs the API token" in stream, stream
+    assert http("GET", f"{url}/api/documents/{KIRBY_DOC}")[0] == 200
+
+    new = tmp_path / "banjir-token.txt"
+    new.write_text("Banjir melanda Kota Semarang pada hari Rabu.\n", encoding="utf-8")
+    client = Client(f"{url}/", verbose=False)  # uploads through Gradio's upload route, as a browser does
+    try:
+        status = client.predict([handle_file(str(new))], api_name="/add_files")[0]
+        assert "needs the API token" in status and http("GET", f"{url}/api/documents/banjir-token")[0] == 404
+        status = client.predict([handle_file(str(new))], "ü", api_name="/add_files")[0]
+        assert "needs the API token" in status and http("GET", f"{url}/api/documents/banjir-token")[0] == 404
+        status = client.predict([handle_file(str(new))], "s3cret", api_name="/add_files")[0]
+        assert "1 added" in status and http("GET", f"{url}/api/documents/banjir-token")[0] == 200
+        status = client.predict("banjir-token", "s3cret", api_name="/delete_document")[0]
+        assert status.startswith("✓") and http("GET", f"{url}/api/documents/banjir-token")[0] == 404
+    finally:
+        client.close()
 
 
 def test_binding_a_public_address_without_a_token_is_refused(tmp_path: Path, model_dir: Path) -> None:

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.helpers import REPO, http, served_over_stoppable_chroma
 
@@ -99,6 +101,67 @@ def test_markup_in_an_article_is_shown_as_text_and_never_runs(page: Page, server
         http("DELETE", f"{server}/api/documents/xss")
 
 
+@pytest.fixture
+def beacon() -> Iterator[tuple[str, list[str]]]:
+    """A web server that records every request: markup that makes the browser fetch anything is caught."""
+    hits: list[str] = []
+
+    class Record(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Record)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://localhost:{server.server_address[1]}", hits  # no dots: the sentence splitter keeps it whole
+    server.shutdown()
+
+
+def test_markup_in_the_chat_bubbles_is_shown_literally(page: Page, server: str,
+                                                       beacon: tuple[str, list[str]]) -> None:
+    """Gradio renders a chat message as sanitised HTML even with render_markdown=False: an image, a video, a
+    phishing link or form from a document (or a question) were live, and fetched. Every text shows as typed."""
+    url, hits = beacon
+    sentence = (f"Bupati Sutrisno meresmikan jembatan gantung di Desa Karangrejo <img src={url}/beacon-img> "
+                f"<a href={url}/phish>KLIK DI SINI untuk login ulang</a> <form><input placeholder='kata sandi'>"
+                f"</form> <video src={url}/beacon-video></video> &lt;b&gt;tebal&lt;/b&gt; "
+                "<script>window.__xss = 3</script> pada hari Senin")
+    title = f"Jembatan <img src={url}/beacon-title> <b>baru</b>"
+    status, _ = http("POST", f"{server}/api/documents", {"documents": [{"id": "markup-chat", "text": sentence + ".",
+                                                                         "title": title}]})
+    assert status == 200
+    question = f"Siapa yang meresmikan jembatan gantung di Desa Karangrejo? <video src={url}/beacon-question>"
+    try:
+        ask(page, "Siapa yang meresmikan jembatan gantung di Desa Karangrejo?")
+        page.wait_for_selector("#tanya-sources label", timeout=60_000)
+        page.fill("#tanya-question textarea", question)
+        page.click("#tanya-send")
+        expect(page.locator("#tanya-chat")).to_contain_text(f"<video src={url}/beacon-question>", timeout=60_000)
+        page.wait_for_timeout(1000)  # time for anything live to fetch its source
+        shown = page.inner_text("#tanya-chat")
+        for literal in (f"<img src={url}/beacon-img>", "KLIK DI SINI untuk login ulang</a>",
+                        "<form><input placeholder='kata sandi'>", f"<video src={url}/beacon-video>",
+                        "&lt;b&gt;tebal&lt;/b&gt;", "<script>window.__xss = 3</script>",
+                        f"<img src={url}/beacon-title> <b>baru</b>"):
+            assert literal in shown, (literal, shown)
+        live = "#tanya-chat .message img, #tanya-chat .message a, #tanya-chat .message form, " \
+               "#tanya-chat .message input, #tanya-chat .message video, #tanya-chat .message b"
+        assert page.locator(live).count() == 0
+        assert page.evaluate("() => window.__xss") is None
+        assert hits == [], hits
+        # A follow-up still reads the earlier (escaped) questions as they were typed.
+        ask(page, "Kapan?")
+        assert "Senin" in page.inner_text("#tanya-chat").rsplit("Kapan?", 1)[1]
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "chat-markup-literal.png"), full_page=True)
+    finally:
+        http("DELETE", f"{server}/api/documents/markup-chat")
+
+
 def test_an_example_question_is_asked_on_click(page: Page) -> None:
     examples = page.locator("#tanya-examples button")
     expect(examples.first).to_contain_text("Apa isi berita", timeout=30_000)  # waits for Gradio to render it
@@ -114,7 +177,8 @@ def open_documents_tab(page: Page) -> None:
 
 def upload(page: Page, path: Path) -> str:
     page.set_input_files("#tanya-upload input[type=file]", str(path))
-    page.wait_for_function("n => document.querySelector('#tanya-upload').innerText.includes(n)", arg=path.name,
+    # (the stem: Gradio shows the name's stem and extension in two boxes, a newline apart in innerText)
+    page.wait_for_function("n => document.querySelector('#tanya-upload').innerText.includes(n)", arg=path.stem,
                            timeout=30_000)
     page.click("#tanya-add")
     page.wait_for_function("n => { const s = document.querySelector('#tanya-doc-status').innerText;"
@@ -148,6 +212,60 @@ def test_documents_upload_reject_and_delete(page: Page, tmp_path: Path) -> None:
     page.click("#tanya-delete")
     page.wait_for_function("() => !document.querySelector('#tanya-doc-table').innerText.includes('banjir-semarang')",
                            timeout=60_000)
+
+
+def test_documents_added_elsewhere_can_be_opened_and_deleted_from_the_page(page: Page, server: str) -> None:
+    """The dropdown was built once at start-up: a document added through the API after that (or by another
+    process) could not be opened or deleted from the page. It is listed afresh when the tab is shown."""
+    doc = {"id": "dari-api", "title": "Gempa di Cianjur", "text": "Gempa mengguncang Cianjur pada hari Senin."}
+    assert http("POST", f"{server}/api/documents", {"documents": [doc]})[0] == 200  # after the page loaded
+    try:
+        open_documents_tab(page)
+        expect(page.locator("#tanya-doc-table")).to_contain_text("dari-api", timeout=30_000)
+        page.click("#tanya-doc-choice input")
+        page.get_by_role("option", name="(dari-api)").click()
+        expect(page.locator("#tanya-doc-view")).to_contain_text("mengguncang Cianjur", timeout=30_000)
+        page.click("#tanya-delete")
+        expect(page.locator("#tanya-doc-status")).to_contain_text("✓ dari-api", timeout=60_000)
+        assert http("GET", f"{server}/api/documents/dari-api")[0] == 404
+        # Deleted elsewhere while still listed: the page says so instead of nothing.
+        assert http("POST", f"{server}/api/documents", {"documents": [doc]})[0] == 200
+        page.get_by_role("tab", name="Chat").click()
+        open_documents_tab(page)
+        page.click("#tanya-doc-choice input")
+        page.get_by_role("option", name="(dari-api)").click()
+        expect(page.locator("#tanya-doc-view")).to_contain_text("mengguncang Cianjur", timeout=30_000)
+        assert http("DELETE", f"{server}/api/documents/dari-api")[0] == 200
+        page.click("#tanya-delete")
+        expect(page.locator("#tanya-doc-status")).to_contain_text("no longer in the index", timeout=60_000)
+    finally:
+        http("DELETE", f"{server}/api/documents/dari-api")
+
+
+def test_the_api_docs_page_reads_offline(browser: Browser, server: str) -> None:
+    """/docs was Swagger UI, whose JS and CSS come from a CDN: blank offline. Every request leaving the server
+    is refused here, as it would be on an offline machine."""
+    page = browser.new_page()
+    outside: list[str] = []
+
+    def offline(route: Route) -> None:
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    try:
+        page.route("**/*", offline)
+        page.goto(f"{server}/docs")
+        expect(page.locator("body")).to_contain_text("POST", timeout=30_000)
+        shown = page.inner_text("body")
+        assert "/api/ask" in shown and "/api/documents/{doc_id}" in shown and "/openapi.json" in shown
+        assert outside == []
+        page.click("text=/openapi.json")
+        expect(page.locator("body")).to_contain_text('"openapi"', timeout=30_000)
+    finally:
+        page.close()
 
 
 def test_phone_width_needs_no_sideways_scrolling(browser: Browser, server: str) -> None:

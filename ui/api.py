@@ -1,4 +1,5 @@
-"""The HTTP API under ``/api`` (FastAPI; OpenAPI at ``/docs``), for tools that embed Tanya.
+"""The HTTP API under ``/api`` (FastAPI; OpenAPI JSON at ``/openapi.json``, read at ``/docs``), for tools
+that embed Tanya.
 
 Same contracts as the CLI: ``POST /api/ask`` returns exactly the JSON of ``tanya ask --json``; bad
 requests get a 4xx with a ``detail`` that says why; the store being unreachable is a 503; a traceback
@@ -8,6 +9,7 @@ is configured (``tanya serve`` insists on one when it binds a non-loopback addre
 
 from __future__ import annotations
 
+import html
 import logging
 import secrets
 from dataclasses import asdict
@@ -15,8 +17,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field, StrictInt
 
 from index.documents import InputError, make_document
 from index.index import IndexBusy
@@ -30,16 +32,23 @@ MAX_BODY_BYTES = 20 * 1024 * 1024  # a batch of documents; questions are far sma
 MAX_DOCUMENTS_PER_REQUEST = 1000
 
 
+# A question's length is checked by rag.tanya.check_question, not by the schema: a 400 naming the question
+# (or the history item) and its length, whatever the length (pydantic's check made it a 422 above twice the
+# limit). The body limit (20 MB) bounds what is read.
+QUESTION = f"at most {MAX_QUESTION_CHARS:,} characters once stripped (else a 400)"
+
+
 class AskRequest(BaseModel):
-    question: str = Field(max_length=MAX_QUESTION_CHARS * 2, description="the question (Indonesian or English)")
-    history: list[Annotated[str, Field(max_length=MAX_QUESTION_CHARS * 2)]] = Field(
+    question: str = Field(description=f"the question (Indonesian or English), {QUESTION}")
+    history: list[str] = Field(
         default_factory=list, max_length=MAX_HISTORY, description="earlier questions of the conversation")
-    k: int = Field(default=3, ge=1, le=10, description="at most this many cited sentences")
+    # Strict: `true` or `"3"` are not a number of citations.
+    k: StrictInt = Field(default=3, ge=1, le=10, description="at most this many cited sentences")
 
 
 class RetrieveRequest(BaseModel):
-    query: str = Field(max_length=MAX_QUESTION_CHARS * 2)
-    k: int = Field(default=10, ge=1, le=MAX_K)
+    query: str = Field(description=QUESTION)
+    k: StrictInt = Field(default=10, ge=1, le=MAX_K)
 
 
 class DocumentIn(BaseModel):
@@ -70,16 +79,53 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": Problem, "description": _REASONS[code]} for code in codes}
 
 
+def token_matches(given: str, expected: str, *, from_header: bool = False) -> bool:
+    """Constant-time comparison as bytes: ``secrets.compare_digest`` refuses str holding non-ASCII
+    characters (a TypeError: ``Bearer ü`` was a 500). A header value arrives decoded as Latin-1 (what
+    Starlette does), so its bytes are recovered that way; anything else (a form field) is UTF-8."""
+    try:
+        raw = given.encode("latin-1") if from_header else given.encode("utf-8", "surrogatepass")
+    except UnicodeEncodeError:
+        return False
+    return secrets.compare_digest(raw, expected.encode("utf-8", "surrogatepass"))
+
+
+def docs_page(spec: dict[str, Any]) -> str:
+    """A self-contained reading of the OpenAPI spec: Swagger UI loads its JS and CSS from a CDN (a blank
+    page offline), and no installed package carries them."""
+    rows = []
+    for path, operations in spec.get("paths", {}).items():
+        for method, op in operations.items():
+            codes = ", ".join(str(code) for code in op.get("responses", {}))
+            about = op.get("description") or op.get("summary") or ""
+            rows.append(f"<tr><td><code>{html.escape(method.upper())}</code></td><td><code>{html.escape(path)}"
+                        f"</code></td><td>{html.escape(about)}</td><td>{html.escape(codes)}</td></tr>")
+    title = html.escape(f"{spec.get('info', {}).get('title', 'API')} API")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>body{{font-family:"
+            "sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}td,th{text-align:left;padding:.3rem .6rem;"
+            "vertical-align:top;border-bottom:1px solid #ddd}</style></head><body>"
+            f"<h1>{title}</h1><p>{html.escape(spec.get('info', {}).get('description', ''))}</p>"
+            "<p>The full OpenAPI description (request and response schemas) is at <a href='/openapi.json'>"
+            "/openapi.json</a>; the README's HTTP API section has examples.</p>"
+            "<table><tr><th>method</th><th>path</th><th>what</th><th>responses</th></tr>"
+            f"{''.join(rows)}</table></body></html>")
+
+
 def create_app(tanya: Tanya, api_token: str | None = None) -> FastAPI:
+    # docs_url/redoc_url off: both pages load their assets from a CDN; /docs is served below instead.
     app = FastAPI(title="Tanya", version="1", description="Ask Indonesian news articles; answers cite their "
-                  "exact source sentences (text[start:end] == sentence).")
+                  "exact source sentences (text[start:end] == sentence).", docs_url=None, redoc_url=None)
 
     def require_token(authorization: Annotated[str | None, Header()] = None) -> None:
         if api_token is None:
             return
         scheme, _, given = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip(), api_token):
+        if scheme.lower() != "bearer" or not token_matches(given.strip(), api_token, from_header=True):
             raise HTTPException(401, "this endpoint needs Authorization: Bearer <TANYA_API_TOKEN>")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(docs_page(app.openapi()))
 
     # Bodies over the limit: a declared Content-Length is refused here before anything is read; a chunked
     # body (no Content-Length) is counted as it arrives by the routes' `max_body_size`.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,34 @@ from index.vectors import StoreInUse, StoreUnavailable
 EXIT_USAGE = 2
 EXIT_ERROR = 1
 USER_ERRORS = (InputError, IndexBusy, StoreInUse, StoreUnavailable)  # shown as one line; anything else is a bug
+# Arguments that name files: bytes that are not UTF-8 (a Latin-1 file name) reach Python as surrogates, which
+# the file system takes back as they came. Every other argument is text and must be UTF-8.
+PATH_ARGUMENTS = {"paths", "home", "out", "gold", "corpus"}
+# Control characters (C0, DEL, C1) in document text or titles would reach the terminal raw: an escape
+# sequence can retitle the window, rewrite what is shown, or hide text. Shown as \x.. instead.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)")
+_C1 = re.compile(r"[\x7f-\x9f]")
+
+
+def printable(text: str, keep_lines: bool = True) -> str:
+    """``text`` for a terminal: controls escaped; newlines and tabs kept unless ``keep_lines`` is False."""
+    shown = _CONTROLS.sub(lambda m: repr(m.group())[1:-1], text)
+    return shown if keep_lines else shown.replace("\r\n", "\\r\\n").replace("\n", "\\n").replace("\t", "\\t")
+
+
+def json_line(row: object) -> str:
+    """One JSON line; DEL and C1 controls escaped too (json.dumps escapes only C0), the same values."""
+    return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(row, ensure_ascii=False))
+
+
+def check_text_arguments(args: argparse.Namespace) -> None:
+    for name, value in vars(args).items():
+        if name in PATH_ARGUMENTS or not isinstance(value, str):
+            continue
+        bad = next((c for c in value if "\udc80" <= c <= "\udcff"), None)
+        if bad is not None:
+            raise InputError(f"the {name.replace('_', ' ')} argument is not UTF-8 text (byte "
+                             f"0x{ord(bad) - 0xDC00:02x} at character {value.index(bad) + 1})")
 
 
 def _open(args: argparse.Namespace, need_documents: bool = False):
@@ -29,11 +58,11 @@ def _open(args: argparse.Namespace, need_documents: bool = False):
 
 
 def _print_answer(answer, out=sys.stdout) -> None:
-    print(answer.answer, file=out)
+    print(printable(answer.answer), file=out)
     if answer.citations:
         print(file=out)
         for c in answer.citations:
-            print(f"[{c.n}] {c.title} ({c.doc_id}, chars {c.start}-{c.end})", file=out)
+            print(f"[{c.n}] {printable(c.title, keep_lines=False)} ({c.doc_id}, chars {c.start}-{c.end})", file=out)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -62,11 +91,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
             except QuestionError as exc:
                 row = {"question": question[:200], "error": str(exc), "answer": "", "abstained": True,
                        "citations": []}
-            print(json.dumps(row, ensure_ascii=False), flush=True)
+            print(json_line(row), flush=True)
         return 0
     answer = tanya.ask(check_question(args.question))
     if args.json:
-        print(json.dumps(answer.to_json(), ensure_ascii=False))
+        print(json_line(answer.to_json()))
     else:
         _print_answer(answer)
     return 0
@@ -81,10 +110,10 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
         titles = tanya.index.store.titles({h.doc_id for h in hits}) if hits else {}
     if args.json:
         for h in hits:
-            print(json.dumps({**asdict(h), "title": titles[h.doc_id][0]}, ensure_ascii=False))
+            print(json_line({**asdict(h), "title": titles[h.doc_id][0]}))
         return 0
     for h in hits:
-        snippet = " ".join(h.text.split())
+        snippet = printable(" ".join(h.text.split()))
         print(f"{h.rank:>2}. {h.score:.3f}  {h.doc_id}#{h.chunk} [{h.start}:{h.end}]  "
               f"dense {h.dense:.3f} bm25 {h.bm25:.2f}\n    {snippet[:160]}")
     return 0
@@ -96,10 +125,11 @@ def cmd_docs(args: argparse.Namespace) -> int:
         from dataclasses import asdict
 
         for d in docs:
-            print(json.dumps(asdict(d), ensure_ascii=False))
+            print(json_line(asdict(d)))
         return 0
     for d in docs:
-        print(f"{d.doc_id}\t{d.sentences} sentences\t{d.date or '-'}\t{d.title[:80]}")
+        date, title = printable(d.date or "-", keep_lines=False), printable(d.title[:80], keep_lines=False)
+        print(f"{d.doc_id}\t{d.sentences} sentences\t{date}\t{title}")
     print(f"{len(docs)} documents", file=sys.stderr)
     return 0
 
@@ -108,7 +138,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     doc = _open(args).document(args.doc_id)
     if doc is None:
         raise InputError(f"no document with id {args.doc_id!r} (see `tanya docs`)")
-    print(doc.text)
+    print(doc.text if args.raw else printable(doc.text))
     return 0
 
 
@@ -171,7 +201,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          "endpoints then need 'Authorization: Bearer <token>') or bind 127.0.0.1")
     tanya = _open(args)
     tanya.warm_up()
-    app = mount(create_app(tanya, token), tanya)
+    app = mount(create_app(tanya, token), tanya, token)
     writes = "need 'Authorization: Bearer $TANYA_API_TOKEN'" if token else "are open (loopback only)"
     print(f"Tanya on http://{args.host}:{args.port}  (API /api, OpenAPI /docs, readiness /healthz); "
           f"write endpoints {writes}; loaded in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
@@ -236,8 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = add("docs", cmd_docs, "list the indexed documents")
     p.add_argument("--json", action="store_true")
-    p = add("show", cmd_show, "print a document's text")
+    p = add("show", cmd_show, "print a document's text (control characters shown as \\x.. escapes)")
     p.add_argument("doc_id")
+    p.add_argument("--raw", action="store_true", help="print the text exactly as stored, control characters too")
     p = add("delete", cmd_delete, "remove a document from the index")
     p.add_argument("doc_id")
     add("check", cmd_check, "verify that the documents, Chroma's vectors and BM25 agree (exit 1 if not)")
@@ -262,9 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_text_arguments(args)
         return args.func(args)
     except USER_ERRORS as exc:
-        print(f"tanya: error: {exc}", file=sys.stderr)
+        print(f"tanya: error: {printable(str(exc), keep_lines=False)}", file=sys.stderr)  # one line, always
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

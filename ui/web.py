@@ -3,22 +3,34 @@
 Answers carry ``[n]`` markers; the sources of the latest answer are listed under the chat, and opening
 one shows the whole article with the cited sentence highlighted by its offsets from the index (never by
 searching for the string) and scrolled into view. Article text, titles and questions are always
-escaped: a document containing ``<script>`` shows those characters and runs nothing.
+escaped: a document containing ``<script>`` shows those characters and runs nothing (the chat bubbles
+too: Gradio renders a message as sanitised HTML even with ``render_markdown=False``, so each message is
+escaped, and read back unescaped).
+
+Writes (upload, delete) need the API token when ``tanya serve`` has one: Gradio's own endpoints
+(``/gradio_api/...``) would otherwise be a way around the API's token check. Only files that came through
+Gradio's upload route are accepted (see ``mount``).
 """
 
 from __future__ import annotations
 
 import html
+import logging
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from index.documents import Document, InputError, read_paths
 from index.index import IndexBusy
 from index.vectors import StoreUnavailable
 from rag.answer import Answer
-from rag.tanya import Tanya
+from rag.tanya import QuestionError, Tanya, check_question
+from ui.api import token_matches
+
+log = logging.getLogger("tanya.web")
 
 CITED_ID = "tanya-cited"
 MAX_UPLOAD = "50mb"  # per file; a document over 5M characters (index.documents) is refused with a reason
@@ -40,14 +52,15 @@ I18N = gr.I18n(
         "ask": "Ask", "placeholder": "Ask about the articles (Indonesian or English)…", "sources": "Sources",
         "open": "Open a source to read it in its article", "chat_tab": "Chat", "docs_tab": "Documents",
         "examples": "Try asking", "document": "Document", "delete": "Delete", "add": "Add to the index",
-        "upload": "Add .txt, .md or .jsonl files"},
+        "upload": "Add .txt, .md or .jsonl files", "token": "API token (TANYA_API_TOKEN), needed to add or delete"},
     id={"header": "## Tanya\nJawaban tentang artikel berita Anda, masing-masing dengan kalimat sumbernya.",
         "empty_chat": "Bertanyalah dalam bahasa Indonesia atau Inggris. Setiap jawaban mengutip artikel beserta "
                       "sumbernya; bila artikel tidak memuat jawabannya, Tanya akan mengatakannya.",
         "ask": "Tanya", "placeholder": "Tanyakan isi artikel (bahasa Indonesia atau Inggris)…",
         "sources": "Sumber", "open": "Buka sumber untuk membacanya di artikelnya", "chat_tab": "Obrolan",
         "docs_tab": "Dokumen", "examples": "Coba tanyakan", "document": "Dokumen", "delete": "Hapus",
-        "add": "Tambahkan ke indeks", "upload": "Tambahkan berkas .txt, .md atau .jsonl"},
+        "add": "Tambahkan ke indeks", "upload": "Tambahkan berkas .txt, .md atau .jsonl",
+        "token": "Token API (TANYA_API_TOKEN), diperlukan untuk menambah atau menghapus"},
 )
 
 
@@ -73,14 +86,30 @@ def article_html(tanya: Tanya, doc_id: str, start: int, end: int) -> str:
                               f"</mark>{html.escape(text[end:])}")
 
 
+def bubble(text: str) -> str:
+    """A chat message's content: the text escaped, so that the bubble shows it literally."""
+    return html.escape(text, quote=False)
+
+
 def message_text(message: dict) -> str:
-    """A chat message's text: Gradio hands messages back with content as a string or as a list of parts."""
+    """A chat message's text: Gradio hands messages back with content as a string or as a list of parts
+    (escaped by ``bubble``)."""
     content = message.get("content")
-    if isinstance(content, str):
-        return content
     if isinstance(content, list):
-        return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return ""
+        content = " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return html.unescape(content) if isinstance(content, str) else ""
+
+
+def asked_before(messages: list[dict]) -> list[str]:
+    """The conversation's earlier questions that can be asked (a refused one, e.g. empty, is no context)."""
+    history = []
+    for m in messages:
+        if isinstance(m, dict) and m.get("role") == "user":
+            try:
+                history.append(check_question(message_text(m)))
+            except QuestionError:
+                continue
+    return history
 
 
 def example_questions(tanya: Tanya, limit: int = 3) -> list[str]:
@@ -104,7 +133,12 @@ def whole_article_html(tanya: Tanya, doc_id: str | None) -> str:
     return article_frame(doc, html.escape(doc.text)) if doc else ""
 
 
-def build_ui(tanya: Tanya) -> gr.Blocks:
+def build_ui(tanya: Tanya, api_token: str | None = None) -> gr.Blocks:
+    def may_write(token: str | None) -> bool:
+        return api_token is None or token_matches(token or "", api_token)
+
+    refused = "⚠ adding or deleting documents needs the API token (TANYA_API_TOKEN)"
+
     with gr.Blocks(title="Tanya") as demo:
         citations = gr.State([])  # the latest answer's citations, as dicts
         gr.Markdown(I18N("header"), elem_id="tanya-header")
@@ -122,30 +156,34 @@ def build_ui(tanya: Tanya) -> gr.Blocks:
             sources = gr.Radio(choices=[], label=I18N("sources"), info=I18N("open"), elem_id="tanya-sources",
                                type="index", visible=False)
             article = gr.HTML(elem_id="tanya-article")
-        with gr.Tab(I18N("docs_tab"), elem_id="tanya-docs-tab"):
+        with gr.Tab(I18N("docs_tab"), elem_id="tanya-docs-tab") as docs_tab:
             table = gr.Dataframe(value=lambda: documents_table(tanya), headers=["id", "title", "date", "sentences"],
                                  interactive=False, elem_id="tanya-doc-table", wrap=True)
             with gr.Row():
                 chosen = gr.Dropdown(choices=document_choices(tanya), label=I18N("document"), scale=4,
                                      elem_id="tanya-doc-choice")
                 delete = gr.Button(I18N("delete"), variant="stop", scale=1, elem_id="tanya-delete")
+            token = gr.Textbox(label=I18N("token"), type="password", visible=api_token is not None,
+                               elem_id="tanya-token")
             upload = gr.File(file_count="multiple", file_types=[".txt", ".md", ".jsonl"], label=I18N("upload"),
                              elem_id="tanya-upload")
             add = gr.Button(I18N("add"), variant="primary", elem_id="tanya-add")
-            status = gr.Markdown(elem_id="tanya-doc-status")
+            status = gr.HTML(elem_id="tanya-doc-status")  # HTML of escaped text only: Markdown would render links
             document_view = gr.HTML(elem_id="tanya-doc-view")
 
         def respond(text: str, messages: list[dict]) -> tuple[list[dict], str, list[dict], gr.Radio, str]:
-            history = [message_text(m) for m in messages if m.get("role") == "user"]
+            messages = messages or []
             try:
-                answer: Answer = tanya.ask(text, history=history)
+                answer: Answer = tanya.ask(text, history=asked_before(messages))
             except (InputError, StoreUnavailable) as exc:  # StoreUnavailable: e.g. the Chroma server is down
-                messages = [*messages, {"role": "user", "content": text}, {"role": "assistant", "content": f"⚠ {exc}"}]
+                messages = [*messages, {"role": "user", "content": bubble(text)},
+                            {"role": "assistant", "content": bubble(f"⚠ {exc}")}]
                 return messages, "", [], gr.Radio(choices=[], visible=False), ""
             cited = [c.__dict__ for c in answer.citations]
             choices = [source_label(c["n"], c["title"], c["sentence"], c.get("date")) for c in cited]
             reply = answer.answer + "".join(f"\n{label}" for label in ["", *choices] if cited)
-            messages = [*messages, {"role": "user", "content": text}, {"role": "assistant", "content": reply}]
+            messages = [*messages, {"role": "user", "content": bubble(text)},
+                        {"role": "assistant", "content": bubble(reply)}]
             return messages, "", cited, gr.Radio(choices=choices, value=None, visible=bool(choices)), ""
 
         def open_source(index: int | None, cited: list[dict]) -> str:
@@ -164,9 +202,12 @@ def build_ui(tanya: Tanya) -> gr.Blocks:
             return documents_table(tanya), gr.Dropdown(choices=document_choices(tanya), value=None)
 
         # Gradio shows the indexing progress bar (tqdm) through this default argument.
-        def add_files(files: list[str] | None, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:  # noqa: B008
+        def add_files(files: list[str] | None, token: str | None = None,
+                      progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple:  # noqa: B008
             if not files:
                 return "", *refreshed(), None
+            if not may_write(token):
+                return refused, *refreshed(), None
             try:
                 docs = read_paths([Path(f) for f in files])  # all validated before anything is written
                 report = tanya.index.add(docs, progress=True)
@@ -175,22 +216,68 @@ def build_ui(tanya: Tanya) -> gr.Blocks:
             names = ", ".join(Path(f).name for f in files)
             return f"✓ {html.escape(names)}: {html.escape(report.summary())}", *refreshed(), None
 
-        def delete_document(doc_id: str | None) -> tuple:
+        def delete_document(doc_id: str | None, token: str | None = None) -> tuple:
             if not doc_id:
                 return "", *refreshed(), ""
+            if not may_write(token):
+                return refused, *refreshed(), ""
             try:
                 deleted = tanya.delete(doc_id)
             except (IndexBusy, StoreUnavailable) as exc:
                 return f"⚠ {html.escape(str(exc))}", *refreshed(), ""
-            return (f"✓ {html.escape(doc_id)}" if deleted else ""), *refreshed(), ""
+            if not deleted:  # e.g. deleted meanwhile through the API or by another process
+                return f"⚠ {html.escape(doc_id)}: no longer in the index", *refreshed(), ""
+            return f"✓ {html.escape(doc_id)}", *refreshed(), ""
 
-        add.click(add_files, upload, [status, table, chosen, upload])
-        delete.click(delete_document, chosen, [status, table, chosen, document_view])
+        add.click(add_files, [upload, token], [status, table, chosen, upload])
+        delete.click(delete_document, [chosen, token], [status, table, chosen, document_view])
         chosen.change(lambda doc_id: whole_article_html(tanya, doc_id), chosen, document_view)
+        # The documents change under the page (the API, another process): list them afresh whenever the page
+        # opens and whenever the Documents tab is shown, rather than as they were at start-up.
+        demo.load(refreshed, None, [table, chosen], api_visibility="private")
+        docs_tab.select(refreshed, None, [table, chosen], api_visibility="private")
     return demo
 
 
-def mount(app: FastAPI, tanya: Tanya) -> FastAPI:
+class MalformedUploads:
+    """Gradio's upload parser fails on a form field that is not a file when an ``upload_id`` is given (an
+    AttributeError that Gradio's own app answers with a 500; found by schemathesis): answer it with a 400
+    instead, and keep the traceback out of the log (it is the client's malformed request, not our bug)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith("/gradio_api/upload"):
+            await self.app(scope, receive, send)
+            return
+        failed = False
+
+        async def unless_failed(message: dict) -> None:
+            nonlocal failed
+            failed = failed or (message["type"] == "http.response.start" and message["status"] >= 500)
+            if not failed:
+                await send(message)
+
+        try:
+            await self.app(scope, receive, unless_failed)
+        except Exception as exc:  # only this route: answered below, logged in one line
+            failed = True
+            log.warning("a malformed upload was refused: %s: %s", type(exc).__name__, exc)
+        if failed:
+            await JSONResponse({"detail": "a malformed upload: send files only, as multipart/form-data"},
+                               status_code=400)(scope, receive, send)
+
+
+def mount(app: FastAPI, tanya: Tanya, api_token: str | None = None) -> FastAPI:
     """Serve the chat at ``/`` of the API app (the API routes, registered first, keep precedence)."""
-    return gr.mount_gradio_app(app, build_ui(tanya), path="/", css=CSS, i18n=I18N, footer_links=[],
-                               max_file_size=MAX_UPLOAD)
+    demo = build_ui(tanya, api_token)
+    mounted = gr.mount_gradio_app(app, demo, path="/", css=CSS, i18n=I18N, footer_links=[], max_file_size=MAX_UPLOAD)
+    # Gradio accepts a file path from a client only if it lies in its upload folder (where its upload route
+    # puts files), but checks that only once the Blocks "has launched", which launch() sets and
+    # mount_gradio_app does not: without this, any file the server can read could be sent as an input
+    # (`{"path": "/etc/...", "meta": {"_type": "gradio.FileData"}}`), copied, indexed and read back.
+    demo.has_launched = True
+
+    app.add_middleware(MalformedUploads)
+    return mounted
