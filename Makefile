@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup chromium model index run test lint calibrate eval bench clean
+.PHONY: setup chromium model index run test lint calibrate train-reader eval bench clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,15 @@ test: lint
 # Refit the scoring parameters on FacQA train (writes rag/params.json; see eval/README.md).
 calibrate: model
 	$(BIN)/python -m eval.calibrate --home .cache/facqa-home --write
+
+# Train the reader on ../shared/data (train splits; ~1 h on 2 cores, checkpoints in .cache/reader/run,
+# `--resume` continues), ship its weights to rag/reader/, then fit how the pipeline uses it
+# (rag/params.json). See rag/reader/MODEL_CARD.md. Setup never trains: the weights are in the repo.
+train-reader: model
+	$(BIN)/python -m eval.train_reader --epochs 0.7
+	$(BIN)/python -m eval.train_reader --export rag/reader
+	$(BIN)/tanya provision
+	$(BIN)/python -m eval.calibrate_reader --home .cache/facqa-home --write
 
 # The eval suite on the seed set and FacQA; the report (Markdown + plots) goes to eval/reports/current.
 eval: model

@@ -43,3 +43,34 @@ def refusal_rates(abstained_on_answerable: Sequence[bool], abstained_on_unanswer
 
 def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else 0.0
+
+
+def squad_normalize(text: str) -> str:
+    """SQuAD's answer normalisation: lower case, no punctuation, no English articles, single spaces."""
+    import re
+    import string
+
+    text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, answers: Sequence[str]) -> float:
+    return float(any(squad_normalize(prediction) == squad_normalize(a) for a in answers))
+
+
+def token_f1(prediction: str, answers: Sequence[str]) -> float:
+    """SQuAD's token-overlap F1 against the best-matching gold answer."""
+    from collections import Counter
+
+    best = 0.0
+    predicted = squad_normalize(prediction).split()
+    for answer in answers:
+        gold = squad_normalize(answer).split()
+        common = sum((Counter(predicted) & Counter(gold)).values())
+        if common:
+            precision, recall = common / len(predicted), common / len(gold)
+            best = max(best, 2 * precision * recall / (precision + recall))
+        elif not predicted and not gold:
+            best = 1.0
+    return best

@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import numpy as np
 
-from eval.suite import MODES, QuestionRun
+from eval.suite import MODES, NO_READER, QuestionRun
 from rag.params import Params
 
 LANG_NAMES = {"all": "all", "id": "Indonesian", "en": "English"}
@@ -37,6 +37,9 @@ SUMMARY_COLUMNS = [
     ("refusal_recall", "unanswerable refused", pct),
     ("answerable_refused", "answerable refused", pct),
     ("refusal_precision", "refusal precision", pct),
+    ("short_answer_em", "short answer EM", pct),
+    ("short_answer_f1", "short answer F1", pct),
+    ("squad2_f1", "F1 (SQuAD 2.0)", pct),
     ("offsets_exact", "offsets exact", pct),
     ("latency_p50_ms", "p50", ms),
     ("latency_p95_ms", "p95", ms),
@@ -55,7 +58,8 @@ def summary_rows(summaries: dict[str, dict[str, dict]]) -> tuple[list[str], list
                 if key in ("refusal_recall", "refusal_precision") and not refusal_known:
                     value = None
                 if key in ("gold_cited_first", "gold_sentence_cited", "answer_in_citations",
-                           "answer_in_first_citation", "answerable_refused") and not s["answerable"]:
+                           "answer_in_first_citation", "answerable_refused", "short_answer_em",
+                           "short_answer_f1") and not s["answerable"]:
                     value = None
                 cells.append(fmt(value))  # type: ignore[operator]
             rows.append([set_name, LANG_NAMES[lang], *cells])
@@ -136,7 +140,8 @@ def plot_refusal(runs_by_set: dict[str, list[QuestionRun]], params: Params, path
         ax.plot(thresholds, recall, label="unanswerable refused (recall)")
         ax.plot(thresholds, precision, label="refusal precision")
         ax.plot(thresholds, false_refusals, label="answerable refused")
-        chosen = params.for_language(lang).refusal_threshold
+        scoring = params.for_language(lang)
+        chosen = scoring.refusal_threshold if name.endswith(NO_READER) else scoring.reader_refusal_threshold
         ax.axvline(chosen, color="k", ls="--", lw=1)
         ax.annotate(f"chosen {chosen:.2f}", (chosen, 0.02), xytext=(4, 0), textcoords="offset points", fontsize=8)
         ax.set_title(f"{name} · {LANG_NAMES[lang]}")

@@ -7,18 +7,19 @@ import time
 from pathlib import Path
 
 from eval.report import terminal_table, write_report
-from eval.suite import EvalSet, custom_set, facqa_set, run_set, seed_set, summarize_by_language
+from eval.suite import NO_READER, EvalSet, custom_set, facqa_set, idk_set, run_set, seed_set, summarize_by_language
 from index.documents import InputError
 from index.home import DataHome
 from rag.params import Params
 from rag.tanya import Tanya
 
-BUILT_IN_SETS = ("seed", "facqa")
+BUILT_IN_SETS = ("seed", "facqa", "idk")
 
 
 def evaluate(home: DataHome, sets: list[str], out_dir: Path | None, gold: Path | None = None,
              corpus: Path | None = None, limit: int | None = None, command: str = "tanya eval",
-             progress: bool = True) -> Path:
+             progress: bool = True, baseline: bool = True) -> Path:
+    """``baseline``: ask every set a second time without the reader, reported side by side."""
     unknown = [s for s in sets if s not in BUILT_IN_SETS]
     if unknown:
         raise InputError(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(BUILT_IN_SETS)}")
@@ -38,13 +39,20 @@ def evaluate(home: DataHome, sets: list[str], out_dir: Path | None, gold: Path |
         built.append(seed_set(eval_root, model_dir))
     if "facqa" in sets:
         built.append(facqa_set(eval_root, model_dir))
+    if "idk" in sets:
+        built.append(idk_set(eval_root, model_dir))
     if gold is not None:
         user_index = Tanya.open(home.root, home.chroma_url) if corpus is None else None
         built.append(custom_set(gold, corpus, eval_root, model_dir, user_index))
     if limit is not None:  # a quick look: the first questions of each part
         for s in built:
             s.parts = [(tanya, questions[:limit]) for tanya, questions in s.parts]
-    runs = {s.name: run_set(s, progress) for s in built}
+    runs = {}
+    for s in built:
+        for use_reader in (True, False) if baseline else (True,):
+            for tanya, _ in s.parts:
+                tanya.use_reader = use_reader
+            runs[s.name + ("" if use_reader else NO_READER)] = run_set(s, progress)
     summaries = {name: summarize_by_language(rows) for name, rows in runs.items() if rows}
     print(terminal_table(summaries))
     report = write_report(out_dir, runs, summaries, {s.name: s.description for s in built}, Params.load(),

@@ -28,8 +28,17 @@ from tqdm import tqdm
 
 from eval import facqa
 from eval.gold import SEED_GOLD, GoldQuestion, GoldResult, history_of, load_gold
-from eval.metrics import contains_answer, first_rank, mrr_at, percentile, recall_at, refusal_rates
-from index.documents import InputError, read_paths
+from eval.metrics import (
+    contains_answer,
+    exact_match,
+    first_rank,
+    mrr_at,
+    percentile,
+    recall_at,
+    refusal_rates,
+    token_f1,
+)
+from index.documents import Document, InputError, read_paths
 from index.embedder import configured_backend
 from index.home import DataHome
 from index.index import Index
@@ -93,6 +102,17 @@ class QuestionRun(GoldResult):
         return contains_answer(self.cited_text, self.gold.answer)
 
     @property
+    def short_answer_scores(self) -> tuple[float, float]:
+        """SQuAD 2.0 exact match and F1 of the short answer: an unanswerable question scores 1 when
+        refused; an answerable one scores 0 when refused or without a short answer."""
+        if not self.gold.answerable:
+            return (1.0, 1.0) if self.answer.abstained else (0.0, 0.0)
+        short = self.answer.short_answer
+        if self.answer.abstained or short is None:
+            return 0.0, 0.0
+        return exact_match(short.text, self.gold.answer), token_f1(short.text, self.gold.answer)
+
+    @property
     def answer_in_first_citation(self) -> bool:
         """The first cited sentence holds the answer, whichever document it comes from (FacQA's passages
         overlap: the same fact is often in a sibling passage of the same article)."""
@@ -130,6 +150,11 @@ def ask_one(tanya: Tanya, q: GoldQuestion, by_id: dict[str, GoldQuestion]) -> Qu
             (r for d in run.gold_docs if (r := first_rank(shown, d))), default=None)
     run.offsets_exact = all(tanya.index.store.text(c.doc_id)[c.start : c.end] == c.sentence
                             for c in answer.citations)
+    short = answer.short_answer
+    if short is not None:  # inside the first citation, and exact
+        first = answer.citations[0]
+        run.offsets_exact &= (tanya.index.store.text(short.doc_id)[short.start : short.end] == short.text
+                              and short.doc_id == first.doc_id and first.start <= short.start <= short.end <= first.end)
     return run
 
 
@@ -149,6 +174,7 @@ def run_set(eval_set: EvalSet, progress: bool = True) -> list[QuestionRun]:
 
 
 MODES = ("bm25", "dense", "rrf", "hybrid", "pipeline")
+NO_READER = " (no reader)"  # suffix of a set answered by the retrieval scorer alone, for comparison
 
 
 def summarize(runs: list[QuestionRun]) -> dict:
@@ -156,6 +182,9 @@ def summarize(runs: list[QuestionRun]) -> dict:
 
     def share(flags: list[bool]) -> float | None:
         return sum(flags) / len(flags) if flags else None
+
+    def share_of(values: list[float]) -> float | None:
+        return float(np.mean(values)) if values else None
 
     answerable = [r for r in runs if r.gold.answerable]
     unanswerable = [r for r in runs if not r.gold.answerable]
@@ -181,6 +210,9 @@ def summarize(runs: list[QuestionRun]) -> dict:
         "followups_correct": share([r.correct for r in followups]),
         "followups_written_out_correct": share([r.correct for r in twins]),
         "offsets_exact": share([r.offsets_exact for r in runs]),
+        "short_answer_em": share_of([r.short_answer_scores[0] for r in answerable]),
+        "short_answer_f1": share_of([r.short_answer_scores[1] for r in answerable]),
+        "squad2_f1": share_of([r.short_answer_scores[1] for r in runs]),
         "latency_p50_ms": percentile(latencies, 50),
         "latency_p95_ms": percentile(latencies, 95),
         "retrieval": retrieval,
@@ -249,6 +281,25 @@ def facqa_set(eval_root: Path, model_dir: Path) -> EvalSet:
         (absent, not_in_corpus(valid_id, "id") + not_in_corpus(valid_en, "en")),
     ], f"FacQA valid ({len(docs):,} passages); not-in-corpus questions against the index without their "
        f"{len(held_out)} valid-only passages")
+
+
+IDK_MRC_VALID = Path(__file__).parent / "data" / "idk_mrc_valid.json"
+
+
+def idk_set(eval_root: Path, model_dir: Path, path: Path = IDK_MRC_VALID) -> EvalSet:
+    """IDK-MRC valid with all its paragraphs indexed together: an unanswerable question's own
+    on-topic paragraph is in the corpus, so the reader, not retrieval, has to say no."""
+    import json
+
+    paragraphs = json.loads(path.read_text(encoding="utf-8"))
+    tanya = eval_index(index_root(eval_root, "idk-mrc-valid"), model_dir)
+    docs = [Document(f"idk-{i:03d}", p["context"], p["context"][:60]) for i, p in enumerate(paragraphs)]
+    tanya.add(docs, progress=True)
+    questions = [GoldQuestion(qa["id"], qa["question"].strip(), "id", None if qa["is_impossible"] else doc.doc_id,
+                              None, [a["text"] for a in qa["answers"]], not qa["is_impossible"])
+                 for doc, p in zip(docs, paragraphs, strict=True) for qa in p["qas"]]
+    return EvalSet("idk", [(tanya, questions)], f"IDK-MRC valid: {len(questions)} questions, all {len(docs)} "
+                   "paragraphs indexed together (unanswerable questions are on a paragraph's topic)")
 
 
 def custom_set(gold: Path, corpus: Path | None, eval_root: Path, model_dir: Path, user_index: Tanya | None

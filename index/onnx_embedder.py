@@ -39,9 +39,6 @@ def export_int8(model_dir: Path) -> Path:
     print("tanya: exporting the int8 ONNX model (once per model folder, about a minute)", file=sys.stderr,
           flush=True)
     import torch
-    from onnx import TensorProto
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.transformers.optimizer import optimize_model
     from transformers import AutoModel
 
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
@@ -69,17 +66,26 @@ def export_int8(model_dir: Path) -> Path:
                               input_names=["input_ids", "attention_mask"], output_names=["last_hidden_state"],
                               dynamic_axes={"input_ids": axes, "attention_mask": axes, "last_hidden_state": axes})
         del model
-        optimize_model(str(raw), model_type="bert", num_heads=config["num_attention_heads"],
-                       hidden_size=config["hidden_size"], opt_level=0).save_model_to_file(str(fused))
-        # DefaultTensorType: shape inference cannot type the fused com.microsoft ops' outputs.
-        logging.disable(logging.WARNING)  # "consider pre-processing": not needed for dynamic int8
-        try:
-            quantize_dynamic(str(fused), str(quantised), weight_type=QuantType.QInt8, per_channel=True,
-                             extra_options={"DefaultTensorType": TensorProto.FLOAT})
-        finally:
-            logging.disable(logging.NOTSET)
+        fuse_and_quantise(raw, fused, quantised, config)
         os.replace(quantised, target)
     return target
+
+
+def fuse_and_quantise(raw: Path, fused: Path, quantised: Path, config: dict) -> None:
+    """onnxruntime's BERT fusion, then dynamic int8 weights (per channel): for any e5-based graph."""
+    from onnx import TensorProto
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimize_model(str(raw), model_type="bert", num_heads=config["num_attention_heads"],
+                   hidden_size=config["hidden_size"], opt_level=0).save_model_to_file(str(fused))
+    # DefaultTensorType: shape inference cannot type the fused com.microsoft ops' outputs.
+    logging.disable(logging.WARNING)  # "consider pre-processing": not needed for dynamic int8
+    try:
+        quantize_dynamic(str(fused), str(quantised), weight_type=QuantType.QInt8, per_channel=True,
+                         extra_options={"DefaultTensorType": TensorProto.FLOAT})
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 class OnnxE5Embedding(BaseEmbedding):

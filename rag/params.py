@@ -29,6 +29,14 @@ class ScoringParams:
     refusal_weights: list[float] = field(default_factory=lambda: [0.0] * 8)
     refusal_bias: float = 1.0
     refusal_threshold: float = 0.5
+    # The reader (rag/reader.py): how many of the best sentences it reads, how much the retrieval
+    # score adds to its answerable logit when picking the sentence to cite, and its refusal model over
+    # rag.answer.reader_features (fitted by eval/calibrate_reader.py).
+    reader_sentences: int = 5
+    reader_retrieval_weight: float = 1.0
+    reader_refusal_weights: list[float] = field(default_factory=lambda: [1.0, 0.0, 0.0])
+    reader_refusal_bias: float = 0.0
+    reader_refusal_threshold: float = 0.5
 
     @classmethod
     def from_dict(cls, data: dict) -> ScoringParams:

@@ -17,6 +17,8 @@ from index.store import DocumentInfo
 from rag.answer import Answer, compose
 from rag.background import background_vectors
 from rag.params import Params
+from rag.reader import Reader, load_reader
+from rag.reader_model import compose_in_subprocess, is_composed
 from rag.retriever import RetrievedChunk, TanyaRetriever, collect_candidates, rank_chunks
 
 MAX_QUESTION_CHARS = 2000
@@ -64,13 +66,28 @@ def with_context(question: str, history: Sequence[str]) -> str:
 
 
 class Tanya:
-    def __init__(self, index: Index, params: Params | None = None) -> None:
+    """``use_reader=False`` answers with the retrieval scorer alone (the pipeline before the reader;
+    ``tanya eval`` compares the two)."""
+
+    def __init__(self, index: Index, params: Params | None = None, use_reader: bool = True) -> None:
         self.index = index
         self.params = params or Params.load()
+        self.use_reader = use_reader
 
     @classmethod
-    def open(cls, home: Path | str | None = None, chroma_url: str | None = None) -> Tanya:
-        return cls(Index(DataHome.resolve(home, chroma_url)))
+    def open(cls, home: Path | str | None = None, chroma_url: str | None = None, use_reader: bool = True) -> Tanya:
+        return cls(Index(DataHome.resolve(home, chroma_url)), use_reader=use_reader)
+
+    @property
+    def reader(self) -> Reader | None:
+        """The reader, composed on first use if ``tanya provision`` has not done it yet (raises
+        ReaderUnavailable with what to do when its weights are missing or damaged)."""
+        if not self.use_reader:
+            return None
+        model_dir = self.index.home.model_dir
+        if not is_composed(model_dir):
+            compose_in_subprocess(model_dir)
+        return load_reader(model_dir)
 
     def close(self) -> None:
         self.index.close()
@@ -80,6 +97,8 @@ class Tanya:
         (Chroma loads an index on its first query: ~0.4 s at 100k chunks), so the first question is
         not slow."""
         vectors = background_vectors(self.index.embedder)
+        if self.reader is not None:
+            self.reader.read("query", ["warm up"])
         if len(self.index.bm25):
             self.index.vectors.query_chunks(vectors[0], 1)
 
@@ -115,7 +134,8 @@ class Tanya:
             raise InputError("max_citations must be between 1 and 10")
         with self.index.store.snapshot():  # one committed state, even while a writer commits
             cands = collect_candidates(self.index, with_context(question, history), focus=question)
-            return compose(self.index, question, cands, self.params.for_language(cands.lang), max_citations)
+            return compose(self.index, question, cands, self.params.for_language(cands.lang), max_citations,
+                           self.reader)
 
     def as_retriever(self, similarity_top_k: int = 10) -> TanyaRetriever:
         return TanyaRetriever(self.index, self.params, similarity_top_k)

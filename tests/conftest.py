@@ -17,9 +17,11 @@ from tests.helpers import CORPUS, free_port, running_server, start_chroma, stop
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from index.model import provision
+    from rag.reader_model import compose
 
     target = tmp_path_factory.mktemp("model") / "multilingual-e5-small"
     provision(target)
+    compose(target)  # the shipped reader, as `tanya provision` composes it
     os.environ["TANYA_MODEL_DIR"] = str(target)
     return target
 

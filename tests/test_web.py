@@ -66,6 +66,26 @@ def test_answer_sources_and_highlight_by_offsets(page: Page, server: str) -> Non
     page.screenshot(path=str(ARTIFACTS / "chat-answer.png"), full_page=True)
 
 
+def test_short_answer_in_bold_each_sentence_once_and_marked_in_the_article(page: Page, server: str) -> None:
+    question = "Berapa orang tewas dalam serangan terhadap konvoi bantuan?"
+    _, answer = http("POST", f"{server}/api/ask", {"question": question})
+    short, first = answer["short_answer"], answer["citations"][0]
+    ask(page, question)
+    page.wait_for_selector("#tanya-sources label", timeout=60_000)
+    bubble = page.locator("#tanya-chat .message").last
+    assert bubble.locator("strong").first.inner_text() == short["text"]
+    assert bubble.inner_text().strip().startswith(short["text"])
+    chat = page.inner_text("#tanya-chat")
+    for c in answer["citations"]:
+        assert chat.count(c["sentence"]) == 1  # once, with its [n]; the sources list names the article
+        assert c["sentence"] not in page.inner_text("#tanya-sources")
+    page.click("#tanya-sources label >> nth=0")
+    page.wait_for_selector("#tanya-short-answer", timeout=30_000)
+    _, doc = http("GET", f"{server}/api/documents/{first['doc_id']}")
+    assert page.inner_text("#tanya-cited") == doc["text"][first["start"] : first["end"]]
+    assert page.inner_text("#tanya-cited #tanya-short-answer") == doc["text"][short["start"] : short["end"]]
+
+
 def test_a_follow_up_uses_the_conversation(page: Page) -> None:
     ask(page, "Siapa juru bicara Central Command AS?")
     ask(page, "Apa pangkatnya?")

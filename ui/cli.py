@@ -58,6 +58,8 @@ def _open(args: argparse.Namespace, need_documents: bool = False):
 
 
 def _print_answer(answer, out=sys.stdout) -> None:
+    if answer.short_answer:  # the reader's short answer first, then the sentences that hold it
+        print(f"» {printable(answer.short_answer.text, keep_lines=False)}\n", file=out)
     print(printable(answer.answer), file=out)
     if answer.citations:
         print(file=out)
@@ -214,11 +216,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from index.home import DataHome
 
     sets = [s for s in args.sets.split(",") if s] if args.sets is not None else ([] if args.gold else
-                                                                                  ["seed", "facqa"])
+                                                                                  ["seed", "facqa", "idk"])
     evaluate(DataHome.resolve(args.home, args.chroma_url), sets, Path(args.out) if args.out else None,
              gold=Path(args.gold) if args.gold else None, corpus=Path(args.corpus) if args.corpus else None,
              limit=args.limit, command="tanya " + " ".join(sys.argv[1:]) if argv_is_cli() else "tanya eval",
-             progress=not args.quiet)
+             progress=not args.quiet, baseline=not args.no_baseline)
     return 0
 
 
@@ -231,12 +233,14 @@ def cmd_provision(args: argparse.Namespace) -> int:
     from index.home import DataHome
     from index.model import provision
     from index.onnx_embedder import export_int8
+    from rag.reader_model import compose
 
     target = DataHome.resolve(args.home).model_dir
     provision(target)
     if configured_backend() == "onnx-int8":
         export_int8(target)
-    print(f"model ready in {target}")
+    compose(target)  # the reader: shipped weights checked (size, sha256), composed with e5, int8 ONNX
+    print(f"model and reader ready in {target}")
     return 0
 
 
@@ -278,8 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860)
     p = add("eval", cmd_eval, "measure retrieval, citations, refusals and latency on gold question sets and "
             "write a report with plots")
-    p.add_argument("--sets", help="comma-separated built-in sets: seed, facqa (default: both, or none with "
-                   "--gold)")
+    p.add_argument("--sets", help="comma-separated built-in sets: seed, facqa, idk (default: all three, or none "
+                   "with --gold)")
+    p.add_argument("--no-baseline", action="store_true", help="do not also answer every set without the reader")
     p.add_argument("--gold", help="your own gold questions (JSONL: id, question, lang, doc, evidence, answer, "
                    "answerable, follows)")
     p.add_argument("--corpus", help="index this folder/.jsonl for --gold (default: ask the data home's index)")

@@ -1,8 +1,9 @@
 """The web chat (Gradio), mounted at ``/`` by ``tanya serve`` next to the API.
 
-Answers carry ``[n]`` markers; the sources of the latest answer are listed under the chat, and opening
-one shows the whole article with the cited sentence highlighted by its offsets from the index (never by
-searching for the string) and scrolled into view. Article text, titles and questions are always
+An answer shows the reader's short answer in bold, then each cited sentence once with its ``[n]``; the
+sources of the latest answer (number, title, date) are listed under the chat, and opening one shows the
+whole article with the cited sentence highlighted by its offsets from the index (never by searching for
+the string), the short answer marked inside it, scrolled into view. Article text, titles and questions are always
 escaped: a document containing ``<script>`` shows those characters and runs nothing (the chat bubbles
 too: Gradio renders a message as sanitised HTML even with ``render_markdown=False``, so each message is
 escaped, and read back unescaped).
@@ -33,6 +34,7 @@ from ui.api import token_matches
 log = logging.getLogger("tanya.web")
 
 CITED_ID = "tanya-cited"
+SPAN_ID = "tanya-short-answer"  # the short answer inside the highlighted sentence
 MAX_UPLOAD = "50mb"  # per file; a document over 5M characters (index.documents) is refused with a reason
 SCROLL_TO_CITED = f"() => document.getElementById('{CITED_ID}')?.scrollIntoView({{block: 'center'}})"
 
@@ -41,6 +43,7 @@ CSS = f"""
 .tanya-article {{ max-height: 60vh; overflow-y: auto; line-height: 1.6; white-space: pre-wrap;
                  padding: 0.75rem 1rem; border: 1px solid var(--border-color-primary); border-radius: 8px; }}
 #{CITED_ID} {{ background: #ffe58a; color: #111; padding: 0 2px; border-radius: 3px; }}
+#{SPAN_ID} {{ text-decoration: underline; }}
 .tanya-article h3 {{ margin-top: 0; white-space: normal; }}
 """
 
@@ -64,9 +67,10 @@ I18N = gr.I18n(
 )
 
 
-def source_label(n: int, title: str, sentence: str, date: str | None = None) -> str:
+def source_label(n: int, title: str, date: str | None = None) -> str:
+    """A source under the chat: its number, title and date (the sentence itself is in the answer)."""
     when = f" ({date})" if date else ""
-    return f"[{n}] {title[:80]}{when} — {sentence[:140]}"
+    return f"[{n}] {title[:80]}{when}"
 
 
 def article_frame(doc: Document, body: str) -> str:
@@ -76,14 +80,28 @@ def article_frame(doc: Document, body: str) -> str:
             f"</small>\n\n{body}</div>")
 
 
-def article_html(tanya: Tanya, doc_id: str, start: int, end: int) -> str:
-    """The article, escaped, with text[start:end] wrapped in the highlight."""
+def article_html(tanya: Tanya, doc_id: str, start: int, end: int, span: tuple[int, int] | None = None) -> str:
+    """The article, escaped, with text[start:end] wrapped in the highlight, and inside it the short
+    answer ``span`` (document offsets) in bold."""
     doc = tanya.document(doc_id)
     if doc is None:
         return "<p>(this document is no longer in the index)</p>"
     text = doc.text
-    return article_frame(doc, f'{html.escape(text[:start])}<mark id="{CITED_ID}">{html.escape(text[start:end])}'
-                              f"</mark>{html.escape(text[end:])}")
+    cited = html.escape(text[start:end])
+    if span is not None and start <= span[0] < span[1] <= end:
+        cited = (f"{html.escape(text[start:span[0]])}<strong id=\"{SPAN_ID}\">{html.escape(text[span[0]:span[1]])}"
+                 f"</strong>{html.escape(text[span[1]:end])}")
+    return article_frame(doc, f'{html.escape(text[:start])}<mark id="{CITED_ID}">{cited}</mark>'
+                              f"{html.escape(text[end:])}")
+
+
+def reply_html(answer: Answer) -> str:
+    """The assistant's bubble: the short answer in bold, then each cited sentence once with its [n].
+    Every piece of text is escaped; the only markup is the bold."""
+    body = bubble(answer.answer)
+    if answer.short_answer is None:
+        return body
+    return f"<strong>{bubble(answer.short_answer.text)}</strong>\n\n{body}"
 
 
 def bubble(text: str) -> str:
@@ -179,18 +197,21 @@ def build_ui(tanya: Tanya, api_token: str | None = None) -> gr.Blocks:
                 messages = [*messages, {"role": "user", "content": bubble(text)},
                             {"role": "assistant", "content": bubble(f"⚠ {exc}")}]
                 return messages, "", [], gr.Radio(choices=[], visible=False), ""
-            cited = [c.__dict__ for c in answer.citations]
-            choices = [source_label(c["n"], c["title"], c["sentence"], c.get("date")) for c in cited]
-            reply = answer.answer + "".join(f"\n{label}" for label in ["", *choices] if cited)
+            cited = [dict(c.__dict__) for c in answer.citations]
+            short = answer.short_answer
+            if short is not None and cited:  # the short answer lies inside the first citation
+                cited[0]["span"] = [short.start, short.end]
+            choices = [source_label(c["n"], c["title"], c.get("date")) for c in cited]
             messages = [*messages, {"role": "user", "content": bubble(text)},
-                        {"role": "assistant", "content": bubble(reply)}]
+                        {"role": "assistant", "content": reply_html(answer)}]
             return messages, "", cited, gr.Radio(choices=choices, value=None, visible=bool(choices)), ""
 
         def open_source(index: int | None, cited: list[dict]) -> str:
             if index is None or not 0 <= index < len(cited):
                 return ""
             c = cited[index]
-            return article_html(tanya, c["doc_id"], c["start"], c["end"])
+            span = c.get("span")
+            return article_html(tanya, c["doc_id"], c["start"], c["end"], tuple(span) if span else None)
 
         outputs = [chatbot, question, citations, sources, article]
         for trigger in (send.click, question.submit):

@@ -1,0 +1,195 @@
+"""Training and calibration data for the reader (``make train-reader``; see eval/train_reader.py).
+
+Every example is a (question, passage, answer) triple, the answer a character span of the passage or
+None (the passage does not answer the question). Sources, all train splits:
+
+- IDK-MRC train (Indonesian Wikipedia): answerable questions, and unanswerable ones written to be on
+  the paragraph's topic: the refusals that matter. A slice of its paragraphs (``CALIBRATION_SHARE``,
+  chosen by a hash of the paragraph) is held out of training for calibrating the refusal;
+- TyDi QA-id train: its questions not already in IDK-MRC (IDK-MRC was built from TyDi QA);
+- FacQA train (Kompas news) and its 500 English translations (``eval/data/facqa_en.jsonl``);
+- hard negatives: for each answerable question, the best passage Tanya's own retrieval finds in the
+  same pool that is not the question's own and does not contain its answer text.
+
+The valid splits are never read here: they are what the reader is measured on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from eval import facqa
+from index.documents import Document
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+IDK_TRAIN = SHARED / "idk_mrc" / "train.json"
+TYDI_TRAIN = SHARED / "tydiqa_id" / "train.json"
+CALIBRATION_SHARE = 0.08
+
+
+@dataclass(frozen=True)
+class ReaderExample:
+    question: str
+    passage: str
+    answer_start: int | None  # character offset in ``passage``; None = no answer here
+    answer_text: str | None
+    source: str  # idk, idk-unans, tydi, facqa, facqa-en, *-hardneg
+
+    @property
+    def answerable(self) -> bool:
+        return self.answer_start is not None
+
+
+def _norm(question: str) -> str:
+    return " ".join(question.lower().split())
+
+
+def held_out(context: str) -> bool:
+    """A fixed share of paragraphs, by hash: the same on every run, never trained on."""
+    digest = hashlib.sha256(context.encode("utf-8")).digest()
+    return digest[0] / 256 < CALIBRATION_SHARE
+
+
+def squad_examples(path: Path, source: str, skip_questions: set[str] | None = None,
+                   calibration: bool = False) -> list[ReaderExample]:
+    """SQuAD-2.0-style paragraphs (IDK-MRC, TyDi QA); ``calibration`` picks the held-out slice."""
+    out = []
+    for para in json.loads(path.read_text(encoding="utf-8")):
+        context = para["context"]
+        if held_out(context) != calibration:
+            continue
+        for qa in para["qas"]:
+            if skip_questions is not None and _norm(qa["question"]) in skip_questions:
+                continue
+            question = qa["question"].strip()
+            if qa.get("is_impossible") or not qa["answers"]:
+                out.append(ReaderExample(question, context, None, None, f"{source}-unans"))
+                continue
+            answer = qa["answers"][0]
+            start, text = int(answer["answer_start"]), answer["text"]
+            if context[start : start + len(text)] != text:  # a few offsets are off: find the text itself
+                found = context.find(text)
+                if found < 0:
+                    continue
+                start = found
+            out.append(ReaderExample(question, context, start, text, source))
+    return out
+
+
+def facqa_examples() -> list[ReaderExample]:
+    _, items = facqa.load(("train",))
+    english = facqa.english_items(items)["train"]
+    out = []
+    for item, source in [(it, "facqa") for it in items["train"]] + [(it, "facqa-en") for it in english]:
+        answer = next((a for a in item.answers if a and a in item.passage), None)
+        if answer is None:
+            continue
+        out.append(ReaderExample(item.question, item.passage, item.passage.find(answer), answer, source))
+    return out
+
+
+def mine_hard_negatives(examples: list[ReaderExample], per_question: int = 1, seed: int = 13
+                        ) -> list[ReaderExample]:
+    """For each answerable example, the best-ranked other passage of the pool (Tanya's hybrid
+    retrieval over an index of every passage) that does not contain the answer text."""
+    from rag.tanya import Tanya
+
+    passages = sorted({ex.passage for ex in examples})
+    doc_of = {p: f"p{i:05d}" for i, p in enumerate(passages)}
+    text_of = {d: p for p, d in doc_of.items()}
+    with tempfile.TemporaryDirectory(prefix="tanya-mining-") as home:
+        tanya = Tanya.open(home)
+        try:
+            tanya.add([Document(d, p, p[:60]) for p, d in doc_of.items()], progress=True)
+            out = []
+            for ex in tqdm([e for e in examples if e.answerable], desc="mining hard negatives", file=sys.stderr):
+                taken = 0
+                for hit in tanya.retrieve(ex.question, k=8):
+                    text = text_of[hit.doc_id]
+                    if text == ex.passage or (ex.answer_text and ex.answer_text.lower() in text.lower()):
+                        continue
+                    out.append(ReaderExample(ex.question, text, None, None, f"{ex.source}-hardneg"))
+                    taken += 1
+                    if taken >= per_question:
+                        break
+        finally:
+            tanya.close()
+    random.Random(seed).shuffle(out)
+    return out
+
+
+def mine_lexical_negatives(examples: list[ReaderExample], pool: list[ReaderExample], seed: int = 13
+                           ) -> list[ReaderExample]:
+    """The same as ``mine_hard_negatives`` with Tanya's BM25 side only (its Indonesian analyser,
+    bm25s's scoring): for the Wikipedia pool, where indexing every paragraph with vectors would take
+    a quarter of an hour on two cores."""
+    import bm25s
+
+    from index.lexical import tokenize
+
+    passages = sorted({ex.passage for ex in pool})
+    retriever = bm25s.BM25()
+    retriever.index([tokenize(p) for p in tqdm(passages, desc="BM25 over the pool", file=sys.stderr)],
+                    show_progress=False)
+    out = []
+    for ex in tqdm([e for e in examples if e.answerable], desc="mining hard negatives", file=sys.stderr):
+        terms = tokenize(ex.question)
+        if not terms:
+            continue
+        docs, _ = retriever.retrieve([terms], k=min(8, len(passages)), show_progress=False)
+        for i in docs[0]:
+            text = passages[int(i)]
+            if text == ex.passage or (ex.answer_text and ex.answer_text.lower() in text.lower()):
+                continue
+            out.append(ReaderExample(ex.question, text, None, None, f"{ex.source}-hardneg"))
+            break
+    random.Random(seed).shuffle(out)
+    return out
+
+
+def training_examples(seed: int = 13, hard_negative_share: float = 0.5) -> list[ReaderExample]:
+    idk = squad_examples(IDK_TRAIN, "idk")
+    idk_questions = {_norm(ex.question) for ex in idk} | {
+        _norm(ex.question) for ex in squad_examples(IDK_TRAIN, "idk", calibration=True)}
+    tydi = squad_examples(TYDI_TRAIN, "tydi", skip_questions=idk_questions)
+    news = facqa_examples()
+    wiki_pos = [ex for ex in idk + tydi if ex.answerable]
+    rng = random.Random(seed)
+    wiki_sample = rng.sample(wiki_pos, int(len(wiki_pos) * hard_negative_share))
+    negatives = mine_hard_negatives(news) + mine_lexical_negatives(wiki_sample, idk + tydi)
+    examples = idk + tydi + news + negatives
+    rng.shuffle(examples)
+    return examples
+
+
+def calibration_examples() -> list[ReaderExample]:
+    """The held-out IDK-MRC train paragraphs' questions (never trained on)."""
+    return squad_examples(IDK_TRAIN, "idk", calibration=True)
+
+
+def save(examples: list[ReaderExample], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for ex in examples:
+            handle.write(json.dumps(ex.__dict__, ensure_ascii=False) + "\n")
+
+
+def load(path: Path) -> list[ReaderExample]:
+    return [ReaderExample(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else ".cache/reader/train.jsonl")
+    rows = training_examples()
+    save(rows, target)
+    from collections import Counter
+
+    print(Counter(ex.source for ex in rows), file=sys.stderr)

@@ -1,0 +1,102 @@
+"""The reader at question time: int8 ONNX (rag/reader_model.py), onnxruntime, no torch.
+
+For each candidate passage it gives an "answerable" logit (does this passage answer the question?),
+the no-answer span score, and the best answer span as exact character offsets into the passage.
+The answer pipeline (rag/answer.py) uses the first to rerank candidates and, with the retrieval
+evidence, to refuse; the span becomes the short answer and picks the sentence cited first.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.reader_input import Window, batch_arrays, passage_windows, question_ids
+from rag.reader_model import composed_graph
+
+MAX_ANSWER_TOKENS = 30
+TOP_POSITIONS = 20  # start and end candidates considered per window
+BATCH = 8
+
+_lock = threading.Lock()
+_loaded: dict[Path, Reader] = {}
+
+
+@dataclass(frozen=True)
+class Reading:
+    answerable: float  # logit of "this passage answers the question"
+    span_score: float  # start + end logit of the best span
+    null_score: float  # start + end logit of "no answer" (position 0)
+    start: int  # the best span, characters of the passage
+    end: int
+
+    @property
+    def span_margin(self) -> float:
+        return self.span_score - self.null_score
+
+
+class Reader:
+    def __init__(self, model_dir: Path, threads: int | None = None, folder: Path | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session: Any = ort.InferenceSession(str(composed_graph(model_dir, folder)), sess_options=options,
+                                                  providers=["CPUExecutionProvider"])
+        self._tokenizer: Any = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+
+    def read(self, question: str, passages: list[str]) -> list[Reading | None]:
+        """One reading per passage (None for a passage with no text): its best window's."""
+        q_ids = question_ids(self._tokenizer, question)
+        windows: list[tuple[int, Window]] = []
+        for i, passage in enumerate(passages):
+            if passage.strip():
+                windows.extend((i, w) for w in passage_windows(self._tokenizer, q_ids, passage))
+        best: list[Reading | None] = [None] * len(passages)
+        order = sorted(range(len(windows)), key=lambda j: len(windows[j][1].ids))
+        for start in range(0, len(order), BATCH):
+            rows = [windows[j] for j in order[start : start + BATCH]]
+            ids, mask = batch_arrays([w for _, w in rows])
+            starts, ends, answerable = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
+            for row, (i, window) in enumerate(rows):
+                reading = decode(window, starts[row], ends[row], float(answerable[row]), passages[i])
+                current = best[i]
+                if current is None or reading.answerable > current.answerable:
+                    best[i] = reading
+        return best
+
+
+def decode(window: Window, starts: np.ndarray, ends: np.ndarray, answerable: float, passage: str) -> Reading:
+    """The best span of passage tokens (start <= end, at most MAX_ANSWER_TOKENS), as characters with
+    surrounding whitespace trimmed (a token's offsets include the space before it)."""
+    first, count = window.passage_first, len(window.offsets)
+    s_logits, e_logits = starts[first : first + count], ends[first : first + count]
+    best = (-np.inf, 0, 0)
+    for i in np.argsort(-s_logits)[:TOP_POSITIONS]:
+        for j in np.argsort(-e_logits)[:TOP_POSITIONS]:
+            if i <= j < i + MAX_ANSWER_TOKENS and s_logits[i] + e_logits[j] > best[0]:
+                best = (float(s_logits[i] + e_logits[j]), int(i), int(j))
+    score, i, j = best
+    char_start, char_end = window.offsets[i][0], window.offsets[j][1]
+    while char_start < char_end and passage[char_start].isspace():
+        char_start += 1
+    while char_end > char_start and passage[char_end - 1].isspace():
+        char_end -= 1
+    return Reading(answerable, score, float(starts[0] + ends[0]), char_start, char_end)
+
+
+def load_reader(model_dir: Path) -> Reader:
+    """Once per process and model folder (raises ReaderUnavailable with what to do)."""
+    with _lock:
+        if model_dir not in _loaded:
+            _loaded[model_dir] = Reader(model_dir)
+        return _loaded[model_dir]
