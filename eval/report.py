@@ -133,9 +133,13 @@ def plot_refusal(runs_by_set: dict[str, list[QuestionRun]], params: Params, path
               if any(not r.gold.answerable for r in rows) and any(r.gold.answerable for r in rows)]
     if not groups:
         return False
-    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), squeeze=False, sharey=True)
+    cols = min(4, len(groups))  # with and without the reader, per set and language: wrap into rows
+    rows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False, sharey=True)
     thresholds = np.linspace(0, 1, 101)
-    for ax, (name, lang, runs) in zip(axes[0], groups, strict=True):
+    for ax in axes.flat[len(groups):]:
+        ax.set_visible(False)
+    for ax, (name, lang, runs) in zip(axes.flat, groups, strict=False):
         precision, recall, false_refusals = refusal_curve(runs, thresholds)
         ax.plot(thresholds, recall, label="unanswerable refused (recall)")
         ax.plot(thresholds, precision, label="refusal precision")
@@ -147,7 +151,7 @@ def plot_refusal(runs_by_set: dict[str, list[QuestionRun]], params: Params, path
         ax.set_title(f"{name} · {LANG_NAMES[lang]}")
         ax.set_xlabel("refusal threshold (refuse when confidence < t)")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(loc="center right", fontsize=7)
+    axes.flat[len(groups) - 1].legend(loc="center right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

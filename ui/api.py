@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel, BeforeValidator, Field
 
 from index.documents import InputError, make_document
 from index.index import IndexBusy
@@ -38,17 +38,28 @@ MAX_DOCUMENTS_PER_REQUEST = 1000
 QUESTION = f"at most {MAX_QUESTION_CHARS:,} characters once stripped (else a 400)"
 
 
+def whole_number(value: object) -> object:
+    """`true` or `"3"` are not a number of citations; 3.0 is (JSON Schema's "integer" includes it)."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be a whole number, not a string or a boolean")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(whole_number)]
+
+
 class AskRequest(BaseModel):
     question: str = Field(description=f"the question (Indonesian or English), {QUESTION}")
     history: list[str] = Field(
         default_factory=list, max_length=MAX_HISTORY, description="earlier questions of the conversation")
-    # Strict: `true` or `"3"` are not a number of citations.
-    k: StrictInt = Field(default=3, ge=1, le=10, description="at most this many cited sentences")
+    k: WholeNumber = Field(default=3, ge=1, le=10, description="at most this many cited sentences")
 
 
 class RetrieveRequest(BaseModel):
     query: str = Field(description=QUESTION)
-    k: StrictInt = Field(default=10, ge=1, le=MAX_K)
+    k: WholeNumber = Field(default=10, ge=1, le=MAX_K)
 
 
 class DocumentIn(BaseModel):
