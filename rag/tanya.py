@@ -73,6 +73,7 @@ class Tanya:
         self.index = index
         self.params = params or Params.load()
         self.use_reader = use_reader
+        self._reader: Reader | None = None  # checked and loaded once, at the first question
 
     @classmethod
     def open(cls, home: Path | str | None = None, chroma_url: str | None = None, use_reader: bool = True) -> Tanya:
@@ -84,10 +85,12 @@ class Tanya:
         ReaderUnavailable with what to do when its weights are missing or damaged)."""
         if not self.use_reader:
             return None
-        model_dir = self.index.home.model_dir
-        if not is_composed(model_dir):
-            compose_in_subprocess(model_dir)
-        return load_reader(model_dir)
+        if self._reader is None:
+            model_dir = self.index.home.model_dir
+            if not is_composed(model_dir):
+                compose_in_subprocess(model_dir)
+            self._reader = load_reader(model_dir)
+        return self._reader
 
     def close(self) -> None:
         self.index.close()
