@@ -99,6 +99,15 @@ def http(method: str, url: str, body: object = None, headers: dict[str, str] | N
             return exc.code, {"raw": text.decode(errors="replace")}
 
 
+def gradio_call(url: str, name: str, data: list) -> str:
+    """One call of a Gradio event through its public HTTP route, as `curl` does: the result stream's text."""
+    import httpx
+
+    started = httpx.post(f"{url}/gradio_api/call/{name}", json={"data": data}, timeout=60)
+    assert started.status_code == 200, started.text
+    return httpx.get(f"{url}/gradio_api/call/{name}/{started.json()['event_id']}", timeout=120).text
+
+
 def start_chroma(data: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
     """A real `chroma run` on 127.0.0.1:port over ``data``, returned once its heartbeat answers."""
     log = log_path.open("a")

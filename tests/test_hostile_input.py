@@ -2,7 +2,8 @@
 embedded Chroma, the real `tanya` executable): whatever arrives, the answer is a 4xx / a one-line error with
 a reason, or a correct result; never a 5xx, never a traceback, and nothing already indexed is lost.
 
-- schemathesis fuzzes every operation of our OpenAPI (the write endpoints included);
+- schemathesis fuzzes every operation of our OpenAPI (the write endpoints included), and the web page's
+  own public routes from Gradio's OpenAPI (on a server with a write token);
 - hypothesis fuzzes questions through the HTTP API and the Python API;
 - document ids and upload file names that try to escape (`../x`, `..`, NUL, newline, look-alikes);
 - malformed files through `tanya index` (the cases tests/test_index.py and tests/test_cli.py do not cover).
@@ -10,6 +11,7 @@ a reason, or a correct result; never a 5xx, never a traceback, and nothing alrea
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -26,7 +28,7 @@ from schemathesis import GenerationMode
 
 from index.documents import MAX_DOCUMENT_CHARS, InputError
 from rag.tanya import Tanya
-from tests.helpers import CORPUS, THOMAS_DOC, http, run_cli, running_server
+from tests.helpers import CORPUS, THOMAS_DOC, gradio_call, http, run_cli, running_server
 
 # The seed articles exactly as `tanya index` reads them (bytes decoded, no newline translation).
 SEED_TEXTS = {p.stem: p.read_bytes().decode("utf-8") for p in sorted(CORPUS.glob("*.txt"))}
@@ -38,6 +40,7 @@ class Served:
 
     def __init__(self, url: str, home: Path) -> None:
         self.url, self.home = url, home
+        self.ids_before_web_fuzz: set[str] = set()  # set by the web_schema fixture
         self.seed = {doc_id: http("GET", f"{url}/api/documents/{doc_id}")[1] for doc_id in SEED_TEXTS}
 
     def text(self, doc_id: str) -> str:
@@ -49,14 +52,21 @@ class Served:
         return {d["doc_id"] for d in http("GET", f"{self.url}/api/documents")[1]["documents"]}
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, seed_home: Path) -> Iterator[Served]:
+@contextlib.contextmanager
+def serving_a_seed_copy(tmp_path_factory: pytest.TempPathFactory, seed_home: Path,
+                        env: dict[str, str] | None = None) -> Iterator[Served]:
     home = tmp_path_factory.mktemp("hostile") / "home"
     shutil.copytree(seed_home, home, ignore=shutil.ignore_patterns("index.lock"))
-    env = {"GRADIO_TEMP_DIR": str(home.parent / "gradio-uploads")}
+    env = {"GRADIO_TEMP_DIR": str(home.parent / "gradio-uploads"), **(env or {})}
     with running_server(home, home.parent / "serve.log", env=env) as url:
         server = Served(url, home)
         assert {doc_id: doc["text"] for doc_id, doc in server.seed.items()} == SEED_TEXTS
+        yield server
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, seed_home: Path) -> Iterator[Served]:
+    with serving_a_seed_copy(tmp_path_factory, seed_home) as server:
         yield server
 
 
@@ -367,15 +377,6 @@ def test_web_upload_names_cannot_escape_the_upload_folder(served: Served) -> Non
     assert not (served.home / "escaped-upload.txt").exists()
 
 
-def gradio_call(url: str, name: str, data: list) -> str:
-    """One call of a Gradio event through its public HTTP route, as `curl` does: the result stream's text."""
-    import httpx
-
-    started = httpx.post(f"{url}/gradio_api/call/{name}", json={"data": data}, timeout=60)
-    assert started.status_code == 200, started.text
-    return httpx.get(f"{url}/gradio_api/call/{name}/{started.json()['event_id']}", timeout=120).text
-
-
 def file_data(path: Path | str) -> dict:
     return {"path": str(path), "meta": {"_type": "gradio.FileData"}}
 
@@ -422,6 +423,129 @@ def test_an_upload_with_a_form_field_that_is_not_a_file_is_a_400(served: Served)
     response = httpx.post(f"{served.url}/gradio_api/upload", params={"upload_id": "x1"}, data={"note": "1"},
                           files=[("files", ("a.txt", TEXT.encode(), "text/plain"))])
     assert_reason(response.status_code, response.json())
+
+
+# --- schemathesis over the web page's own routes (Gradio's OpenAPI) ----------------------------------------
+
+REFUSED_WITH_A_REASON = {"description": "refused with a reason (ui/web.py GradioClientErrors, or FastAPI's 422)",
+                         "content": {"application/json": {"schema": {
+                             "type": "object", "required": ["detail"],
+                             "properties": {"detail": {"type": ["string", "array"]}}}}}}
+
+
+def gradio_schema(url: str) -> dict:
+    """Gradio's /gradio_api/openapi.json made valid (Gradio 6 writes it as OpenAPI 3.0 but with JSON
+    Schema 2020 parts: `const`, `type: null`; `type: filepath` inside lists; `enum: []` for a choice that
+    is filled at run time; each SSE event typed as a string), with the 4xx answers it leaves out."""
+
+    def fix(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "filepath":
+                node["type"] = "string"
+            if node.get("enum") == []:
+                del node["enum"]
+            for value in node.values():
+                fix(value)
+        elif isinstance(node, list):
+            for value in node:
+                fix(value)
+
+    schema = http("GET", f"{url}/gradio_api/openapi.json")[1]
+    fix(schema)
+    schema["openapi"] = "3.1.0"
+    for ops in schema["paths"].values():
+        for op in ops.values():
+            for status, response in op["responses"].items():  # Gradio's own 4xx are text, ours JSON
+                if status.startswith("4"):
+                    response.setdefault("content", {}).update(REFUSED_WITH_A_REASON["content"])
+            op["responses"]["4XX"] = REFUSED_WITH_A_REASON
+            stream = op["responses"]["200"].get("content", {}).get("text/event-stream")
+            if stream:
+                stream["schema"] = {"type": "object", "properties": {"event": {"type": "string"},
+                                                                     "data": {"type": "string"}}}
+    return schema
+
+
+@pytest.fixture(scope="module")
+def web_served(tmp_path_factory: pytest.TempPathFactory, seed_home: Path) -> Iterator[Served]:
+    """A server with a write token, as one reachable by others runs: the fuzzer does not know the token, so
+    the page's Add and Delete must refuse it (Gradio's schema even offers a real document id as the example
+    for delete_document)."""
+    with serving_a_seed_copy(tmp_path_factory, seed_home, {"TANYA_API_TOKEN": "web-fuzz-token"}) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def web_schema(web_served: Served) -> schemathesis.BaseSchema:
+    # Gradio's schema marks no argument required and says nothing of valid choices, so a schema-valid call
+    # may still be refused with a reason (400, or 404 for an unknown event). Its call protocol enqueues any
+    # JSON object (200 and an event id) and gives the verdict on the event's stream, which `check` below
+    # reads, so schemathesis's "schema-violating request accepted" does not apply; nor does it to an empty
+    # multipart upload, answered with an empty list of files.
+    config = schemathesis.Config.from_dict({
+        "base-url": web_served.url,
+        "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "400", "404"]},
+                   "negative_data_rejection": {"enabled": False}}})
+    web_served.ids_before_web_fuzz = web_served.ids()
+    return schemathesis.openapi.from_dict(gradio_schema(web_served.url), config=config)
+
+
+# Gradio names each event after its function: the chat (respond, respond_1: the Ask button and Enter; lambda:
+# an example question; open_source), the Documents tab (add_files, delete_document; lambda_1 opens one,
+# lambda_2 is the table's initial value).
+WEB_EVENTS = ["respond", "respond_1", "lambda", "open_source", "add_files", "delete_document", "lambda_1",
+              "lambda_2"]
+WEB_OPERATIONS = [("POST", "/gradio_api/upload")] + [
+    op for name in WEB_EVENTS for op in (("POST", f"/gradio_api/call/v2/{name}"),
+                                         ("GET", f"/gradio_api/call/{name}/{{event_id}}"))]
+WEB_CASES = [(method, path, mode) for method, path in WEB_OPERATIONS for mode in GenerationMode
+             if mode is GenerationMode.POSITIVE or method == "POST"]
+
+
+def test_the_fuzzed_web_routes_are_all_the_page_has(web_served: Served) -> None:
+    spec = gradio_schema(web_served.url)
+    assert {(method.upper(), path) for path, ops in spec["paths"].items() for method in ops} == set(WEB_OPERATIONS)
+
+
+@pytest.mark.parametrize(("method", "path", "mode"), WEB_CASES,
+                         ids=[f"{m} {p} {mode.value}" for m, p, mode in WEB_CASES])
+def test_schemathesis_over_the_web_pages_routes_finds_no_server_error(
+        web_served: Served, web_schema: schemathesis.BaseSchema, method: str, path: str,
+        mode: GenerationMode) -> None:
+    """Gradio answered a call missing its arguments with a 500 (TypeError), an unknown endpoint with a 500
+    (KeyError), and an unknown event id with "200" and then an exception in the server (its stream raised a
+    404 after starting). Now: a 4xx with a reason, or for a stream already started, Gradio's `event: error`
+    and a clean end. Each enqueued call's stream is read to its end: a result or an error event."""
+    import httpx
+
+    @given(case=web_schema[path][method].as_strategy(generation_mode=mode))
+    @settings(FUZZ, max_examples=25)
+    def check(case: schemathesis.Case) -> None:
+        response = case.call_and_validate()
+        if path.startswith("/gradio_api/call/v2/") and response.status_code == 200:
+            name = path.rsplit("/", 1)[1]
+            stream = httpx.get(f"{web_served.url}/gradio_api/call/{name}/{response.json()['event_id']}",
+                               timeout=120).text
+            assert "event: complete" in stream or "event: error" in stream, stream
+
+    check()
+
+
+def test_unknown_web_endpoints_and_events_are_4xx_with_a_reason(web_served: Served) -> None:
+    import httpx
+
+    for path, body in [("/gradio_api/call/v2/no_such_event", {}), ("/gradio_api/call/no_such_event", {"data": []}),
+                       ("/gradio_api/call/v2/open_source", {})]:
+        response = httpx.post(f"{web_served.url}{path}", json=body)
+        assert_reason(response.status_code, response.json())
+    stream = httpx.get(f"{web_served.url}/gradio_api/call/respond/no-such-event", timeout=30)
+    assert stream.status_code == 200 and stream.text.startswith("event: error"), stream.text
+
+
+def test_the_web_routes_fuzzing_wrote_nothing_and_logged_no_unexpected_error(web_served: Served) -> None:
+    """Runs after the fuzzing above: nothing added or deleted through the page's routes, no traceback."""
+    assert web_served.ids() == web_served.ids_before_web_fuzz
+    assert_no_unexpected_error(web_served)
 
 
 # --- big documents ---------------------------------------------------------------------------------------------
@@ -548,13 +672,24 @@ def test_documents_indexed_before_the_malformed_input_are_unchanged(cli_home: tu
 # --- last: the server's own account ---------------------------------------------------------------------------
 
 def test_the_server_logged_no_unexpected_error(served: Served) -> None:
-    """Every hostile request above was answered without an unexpected error: a 500 logs "unexpected error"
-    and its traceback. The only tracebacks allowed are Gradio's own log of the messages it shows the user
-    (`gradio.exceptions.Error`, e.g. a refused file type)."""
-    assert_seed_intact(served)
-    log = (served.home.parent / "serve.log").read_text(errors="replace")
+    assert_no_unexpected_error(served)
+
+
+def assert_no_unexpected_error(server: Served) -> None:
+    """Every hostile request was answered without an unexpected error: a 500 logs "unexpected error" and
+    its traceback. The only tracebacks allowed are Gradio's own log of what it refused before any code of
+    ours ran: the messages it shows the user (`gradio.exceptions.Error`, e.g. a refused file type), a server
+    path named by a client (InvalidPathError), and an event's input that its component could not read
+    (raised in Gradio's `preprocess_data`: a chat history that is not a list of messages, say)."""
+    assert_seed_intact(server)
+    log = (server.home.parent / "serve.log").read_text(errors="replace")
     assert "unexpected error" not in log, log[-3000:]
     for block in log.split("Traceback (most recent call last):")[1:]:
-        raised = next(line for line in block.splitlines() if line and not line.startswith((" ", "\t")))
-        # InvalidPathError: Gradio refusing a server path named by a client (above)
-        assert raised.startswith(("gradio.exceptions.Error: ", "gradio.exceptions.InvalidPathError: ")), block[-3000:]
+        lines = block.splitlines()
+        raised = next(line for line in lines if line and not line.startswith((" ", "\t")))
+        frames = [line for line in lines if line.startswith("  File ")]
+        ours = [f for f in frames if any(f'/{package}/' in f for package in ("index", "rag", "ui", "eval"))
+                and "site-packages" not in f]
+        refused_input = any("in preprocess_data" in f for f in frames)
+        assert not ours and (refused_input or raised.startswith(
+            ("gradio.exceptions.Error: ", "gradio.exceptions.InvalidPathError: "))), block[-3000:]

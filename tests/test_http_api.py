@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.helpers import KIRBY_DOC, THOMAS_DOC, http, run_cli, running_server
+from tests.helpers import KIRBY_DOC, THOMAS_DOC, gradio_call, http, run_cli, running_server
 
 
 @pytest.fixture(scope="module")
@@ -199,15 +199,6 @@ def test_a_non_ascii_bearer_token_is_a_401(token_server: str, token: bytes) -> N
     assert raw_request(token_server, "POST", "/api/documents", [(b"Authorization", token)], body) == 401
     assert raw_request(token_server, "DELETE", f"/api/documents/{KIRBY_DOC}", [(b"Authorization", token)]) == 401
     assert http("GET", f"{token_server}/api/documents/{KIRBY_DOC}")[0] == 200
-
-
-def gradio_call(url: str, name: str, data: list) -> str:
-    """One call of a Gradio event through its public HTTP route (as `curl` does): the result stream's text."""
-    import httpx
-
-    started = httpx.post(f"{url}/gradio_api/call/{name}", json={"data": data}, timeout=60)
-    assert started.status_code == 200, started.text
-    return httpx.get(f"{url}/gradio_api/call/{name}/{started.json()['event_id']}", timeout=120).text
 
 
 def test_the_web_pages_writes_need_the_token_too(token_server: str, tmp_path: Path) -> None:

@@ -260,34 +260,78 @@ def build_ui(tanya: Tanya, api_token: str | None = None) -> gr.Blocks:
     return demo
 
 
-class MalformedUploads:
-    """Gradio's upload parser fails on a form field that is not a file when an ``upload_id`` is given (an
-    AttributeError that Gradio's own app answers with a 500; found by schemathesis): answer it with a 400
-    instead, and keep the traceback out of the log (it is the client's malformed request, not our bug)."""
+class GradioClientErrors:
+    """Gradio's own routes (``/gradio_api/...``, ``/config``, ...) answer some malformed requests with a 500
+    or fail after their response has started (found by schemathesis over Gradio's OpenAPI, tests/
+    test_hostile_input.py): a form field that is not a file in an upload, a call missing its arguments
+    (TypeError), an unknown endpoint name (KeyError, FnIndexInferError), an unknown event id whose event
+    stream raises a 404 after sending "200 OK". This wrapper holds each response's start until its first
+    body bytes, so a failure before them becomes a 4xx with a reason (the exception's own status when it
+    carries one), logged in one line; a stream that fails later is closed cleanly. Our own routes
+    (``/api``, ``/healthz``) answer their errors themselves and pass through untouched."""
+
+    OWN_ROUTES = ("/api/", "/healthz", "/openapi.json", "/docs")
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith("/gradio_api/upload"):
+        if scope["type"] != "http" or scope["path"].startswith(self.OWN_ROUTES) or scope["path"] == "/api":
             await self.app(scope, receive, send)
             return
-        failed = False
+        held: dict | None = None  # the response start, forwarded with the first body bytes
+        forwarded = ended = failed = False
 
-        async def unless_failed(message: dict) -> None:
-            nonlocal failed
-            failed = failed or (message["type"] == "http.response.start" and message["status"] >= 500)
-            if not failed:
-                await send(message)
+        async def holding_start(message: dict) -> None:
+            nonlocal held, forwarded, ended, failed
+            if message["type"] == "http.response.start":
+                held = message
+                return
+            if failed or ended:
+                return
+            if not forwarded:
+                if held is not None and held["status"] >= 500:
+                    failed = True  # Gradio's own 500: answered below instead
+                    return
+                if message["type"] == "http.response.body" and not message.get("body"):
+                    return  # no bytes yet (a stream that ends empty before its exception): keep holding
+                if held is not None:
+                    await send(held)
+                forwarded = True
+            await send(message)
+            ended = message["type"] == "http.response.body" and not message.get("more_body", False)
 
+        error: Exception | None = None
         try:
-            await self.app(scope, receive, unless_failed)
-        except Exception as exc:  # only this route: answered below, logged in one line
-            failed = True
-            log.warning("a malformed upload was refused: %s: %s", type(exc).__name__, exc)
-        if failed:
-            await JSONResponse({"detail": "a malformed upload: send files only, as multipart/form-data"},
-                               status_code=400)(scope, receive, send)
+            await self.app(scope, receive, holding_start)
+        except Exception as exc:  # Gradio's failure on a client's request: answered below, logged in one line
+            error = exc
+        if error is None and not failed:
+            if not forwarded and held is not None:  # an empty response
+                await send(held)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        log.warning("a malformed request to %s was refused: %s", scope["path"],
+                    f"{type(error).__name__}: {error}" if error else "the web app answered 500")
+        if forwarded:  # a stream that failed midway: its status is sent, so end it
+            if not ended:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        status, reason = self.reason(scope["path"], error)
+        await JSONResponse({"detail": reason}, status_code=status)(scope, receive, send)
+
+    @staticmethod
+    def reason(path: str, error: Exception | None) -> tuple[int, str]:
+        status = getattr(error, "status_code", None)
+        if status == 404:  # an event stream for an unknown (or already collected) event or session
+            return 404, "no such event or session (its result may have been fetched already)"
+        if isinstance(status, int) and 400 <= status < 500:
+            return status, str(getattr(error, "detail", None) or "a malformed request")
+        if path.endswith("/gradio_api/upload"):
+            return 400, "a malformed upload: send files only, as multipart/form-data"
+        if isinstance(error, KeyError) or type(error).__name__ == "FnIndexInferError":
+            return 404, "no such endpoint of the web page (GET /gradio_api/openapi.json lists them)"
+        return 400, "a malformed request to the web page's endpoint: check its arguments in /gradio_api/openapi.json"
 
 
 def mount(app: FastAPI, tanya: Tanya, api_token: str | None = None) -> FastAPI:
@@ -300,5 +344,5 @@ def mount(app: FastAPI, tanya: Tanya, api_token: str | None = None) -> FastAPI:
     # (`{"path": "/etc/...", "meta": {"_type": "gradio.FileData"}}`), copied, indexed and read back.
     demo.has_launched = True
 
-    app.add_middleware(MalformedUploads)
+    app.add_middleware(GradioClientErrors)
     return mounted
