@@ -159,6 +159,9 @@ def train(args: argparse.Namespace) -> Path:
     run = Path(args.run_dir)
     run.mkdir(parents=True, exist_ok=True)
     model = build_model(model_dir)
+    if args.init_from:
+        # A second stage starts from the first stage's weights with a fresh optimiser and schedule.
+        model.load_state_dict(torch.load(args.init_from, weights_only=False)["model"], strict=False)
     params = [p for p in model.parameters() if p.requires_grad]
     heads = [p for n, p in model.named_parameters() if n.startswith(("span.", "answerable."))]
     body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(("span.", "answerable."))]
@@ -209,7 +212,8 @@ def train(args: argparse.Namespace) -> Path:
         if step % args.checkpoint_every == 0 or step == total:
             save_checkpoint(checkpoint, model, optimizer, scheduler, step, time.monotonic() - started)
     bar.close()
-    meta = {"seed": args.seed, "epochs": args.epochs, "examples": len(examples), "windows": len(rows), "steps": total,
+    meta = {"seed": args.seed, "init_from": args.init_from,
+            "epochs": args.epochs, "examples": len(examples), "windows": len(rows), "steps": total,
             "batch_size": args.batch_size, "lr": args.lr, "head_lr": args.head_lr, "frozen_layers": FROZEN_LAYERS,
             "threads": args.threads, "train_seconds": round(time.monotonic() - started, 1)}
     (run / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -285,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=0, help="stop the plan after N steps")
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--init-from", metavar="CHECKPOINT",
+                        help="start from another run's checkpoint.pt (weights only: new optimiser and schedule)")
     parser.add_argument("--export", metavar="DIR", help="only write DIR/weights.safetensors + reader.json from "
                         "the run's last checkpoint (rag/reader ships them)")
     args = parser.parse_args(argv)
