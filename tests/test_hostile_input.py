@@ -627,8 +627,8 @@ MALFORMED: list[tuple[str, bytes | Callable[[Path], Path], str]] = [
     ("utf16.txt", "Berita dalam UTF-16.".encode("utf-16"), "not UTF-8 text"),
     ("program.txt", Path(os.path.realpath("/bin/sh")).read_bytes(), "not UTF-8 text"),  # a real executable
     ("huge.txt", _huge, "the limit is 5,000,000"),
-    ("empty-folder", _empty_folder, "no .txt or .md files in this folder"),
-    ("symlink-loop", _symlink_loop, "no .txt or .md files in this folder"),
+    ("empty-folder", _empty_folder, "no .txt, .md or .html files in this folder"),
+    ("symlink-loop", _symlink_loop, "no .txt, .md or .html files in this folder"),
     ("many-sentences.txt", TOO_MANY_SENTENCES.encode(), "100,001 sentences; the limit is 100,000"),
 ]
 

@@ -236,6 +236,29 @@ def test_documents_upload_reject_and_delete(page: Page, tmp_path: Path) -> None:
                            timeout=60_000)
 
 
+def test_a_saved_news_page_is_uploaded_as_its_article(page: Page) -> None:
+    """An .html page through the Documents tab: listed with the date the page gives, opened as its article's
+    text only (no menu, most-read list, newsletter form or comments), then deleted."""
+    from tests.test_html_pages import PAGES
+
+    open_documents_tab(page)
+    status = upload(page, PAGES / "gempa-cianjur.html")
+    assert "1 added" in status, status
+    page.wait_for_function("() => document.querySelector('#tanya-doc-table').innerText.includes('2023-11-21')",
+                           timeout=30_000)
+    page.click("#tanya-doc-choice input")
+    page.get_by_role("option", name="(gempa-cianjur)").click()
+    page.wait_for_function("() => document.querySelector('#tanya-doc-view').innerText.includes('kedalaman 11')",
+                           timeout=30_000)
+    shown = page.inner_text("#tanya-doc-view")
+    assert "\u201cGuncangannya keras sekali" in shown and "Jos\u00e9" in shown
+    for bit in ("Terpopuler", "Berlangganan", "Turut berduka", "Bagikan", "Kebijakan Privasi"):
+        assert bit not in shown, bit
+    page.click("#tanya-delete")
+    page.wait_for_function("() => !document.querySelector('#tanya-doc-table').innerText.includes('gempa-cianjur')",
+                           timeout=60_000)
+
+
 def test_documents_added_elsewhere_can_be_opened_and_deleted_from_the_page(page: Page, server: str) -> None:
     """The dropdown was built once at start-up: a document added through the API after that (or by another
     process) could not be opened or deleted from the page. It is listed afresh when the tab is shown."""

@@ -20,7 +20,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, BeforeValidator, Field
 
-from index.documents import InputError, make_document
+from index.documents import Document, InputError, make_document
+from index.html_pages import page_document
 from index.index import IndexBusy
 from index.vectors import StoreUnavailable
 from rag.tanya import MAX_K, MAX_QUESTION_CHARS, Tanya
@@ -64,10 +65,20 @@ class RetrieveRequest(BaseModel):
 
 class DocumentIn(BaseModel):
     id: str = Field(min_length=1, max_length=200)
-    text: str
+    text: str | None = Field(default=None, description="the document's text (give this or html)")
+    html: str | None = Field(default=None, description="a saved news page instead of text: its article text is "
+                             "indexed, and its title, date, publisher and URL are used where not given here")
     title: str | None = None
     date: str | None = None
-    source: str | None = None
+    source: str | None = Field(default=None, description="the publisher")
+    url: str | None = None
+
+    def document(self, where: str) -> Document:
+        if (self.text is None) == (self.html is None):
+            raise InputError(f"{where}: give either 'text' or 'html'")
+        if self.html is not None:
+            return page_document(self.html, self.id, where, self.title, self.date, self.source, self.url)
+        return make_document(self.id, self.text, self.title, self.date, self.source, self.url, where=where)
 
 
 class DocumentsIn(BaseModel):
@@ -205,15 +216,14 @@ def create_app(tanya: Tanya, api_token: str | None = None) -> FastAPI:
                 raise HTTPException(404, f"no document with id {doc_id!r}")
             sentences = [{"index": s.idx, "start": s.start, "end": s.end, "chunk": s.chunk}
                          for s in tanya.index.store.sentences(doc_id)]
-        return {"doc_id": doc.doc_id, "title": doc.title, "date": doc.date, "source": doc.source, "text": doc.text,
-                "sentences": sentences}
+        return {"doc_id": doc.doc_id, "title": doc.title, "date": doc.date, "source": doc.source, "url": doc.url,
+                "text": doc.text, "sentences": sentences}
 
     @app.post("/api/documents", tags=["documents"], dependencies=[Depends(require_token)],
               responses=errors(400, 401, 409, 413, 422, 503), max_body_size=MAX_BODY_BYTES)
     def add_documents(body: DocumentsIn) -> dict:
         """Add documents, or replace those whose id exists (unchanged ones are skipped)."""
-        docs = [make_document(d.id, d.text, d.title, d.date, d.source, where=f"documents[{i}]")
-                for i, d in enumerate(body.documents)]  # all validated before anything is written
+        docs = [d.document(f"documents[{i}]") for i, d in enumerate(body.documents)]  # all, before any write
         report = tanya.add(docs)  # waits while another upload of this server is written
         return {"added": report.added, "updated": report.updated, "unchanged": report.unchanged,
                 "sentences": report.sentences, "chunks": report.chunks, "seconds": round(report.seconds, 3)}

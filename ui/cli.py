@@ -257,8 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = add("index", cmd_index, "index folders of .txt/.md files or .jsonl files (incremental)")
-    p.add_argument("paths", nargs="+", help="folder, .txt/.md file or .jsonl file")
+    p = add("index", cmd_index, "index folders, .txt/.md files, news pages (.html/.htm) or .jsonl files (incremental)")
+    p.add_argument("paths", nargs="+", help="folder, .txt/.md/.html/.htm file or .jsonl file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p = add("ask", cmd_ask, "answer a question with cited sentences ('-' reads one question per stdin line "
             "and writes JSON lines)")

@@ -55,14 +55,15 @@ I18N = gr.I18n(
         "ask": "Ask", "placeholder": "Ask about the articles (Indonesian or English)…", "sources": "Sources",
         "open": "Open a source to read it in its article", "chat_tab": "Chat", "docs_tab": "Documents",
         "examples": "Try asking", "document": "Document", "delete": "Delete", "add": "Add to the index",
-        "upload": "Add .txt, .md or .jsonl files", "token": "API token (TANYA_API_TOKEN), needed to add or delete"},
+        "upload": "Add .txt, .md, .html or .jsonl files",
+        "token": "API token (TANYA_API_TOKEN), needed to add or delete"},
     id={"header": "## Tanya\nJawaban tentang artikel berita Anda, masing-masing dengan kalimat sumbernya.",
         "empty_chat": "Bertanyalah dalam bahasa Indonesia atau Inggris. Setiap jawaban mengutip artikel beserta "
                       "sumbernya; bila artikel tidak memuat jawabannya, Tanya akan mengatakannya.",
         "ask": "Tanya", "placeholder": "Tanyakan isi artikel (bahasa Indonesia atau Inggris)…",
         "sources": "Sumber", "open": "Buka sumber untuk membacanya di artikelnya", "chat_tab": "Obrolan",
         "docs_tab": "Dokumen", "examples": "Coba tanyakan", "document": "Dokumen", "delete": "Hapus",
-        "add": "Tambahkan ke indeks", "upload": "Tambahkan berkas .txt, .md atau .jsonl",
+        "add": "Tambahkan ke indeks", "upload": "Tambahkan berkas .txt, .md, .html atau .jsonl",
         "token": "Token API (TANYA_API_TOKEN), diperlukan untuk menambah atau menghapus"},
 )
 
@@ -183,8 +184,8 @@ def build_ui(tanya: Tanya, api_token: str | None = None) -> gr.Blocks:
                 delete = gr.Button(I18N("delete"), variant="stop", scale=1, elem_id="tanya-delete")
             token = gr.Textbox(label=I18N("token"), type="password", visible=api_token is not None,
                                elem_id="tanya-token")
-            upload = gr.File(file_count="multiple", file_types=[".txt", ".md", ".jsonl"], label=I18N("upload"),
-                             elem_id="tanya-upload")
+            upload = gr.File(file_count="multiple", file_types=[".txt", ".md", ".html", ".htm", ".jsonl"],
+                             label=I18N("upload"), elem_id="tanya-upload")
             add = gr.Button(I18N("add"), variant="primary", elem_id="tanya-add")
             status = gr.HTML(elem_id="tanya-doc-status")  # HTML of escaped text only: Markdown would render links
             document_view = gr.HTML(elem_id="tanya-doc-view")
