@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -88,18 +89,34 @@ def fuse_and_quantise(raw: Path, fused: Path, quantised: Path, config: dict) -> 
         logging.disable(logging.NOTSET)
 
 
+_tokenizers: dict[Path, Any] = {}
+_tokenizers_lock = threading.Lock()
+
+
+def shared_tokenizer(model_dir: Path) -> Any:
+    """The model's tokenizer, loaded once per process and model folder: each copy holds ~280 MB (the
+    250k-piece vocabulary), and the embedder and the reader both need it. Shared, it carries no truncation
+    or padding settings: each caller cuts and pads its own inputs."""
+    from tokenizers import Tokenizer
+
+    with _tokenizers_lock:
+        if model_dir not in _tokenizers:
+            _tokenizers[model_dir] = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        return _tokenizers[model_dir]
+
+
 class OnnxE5Embedding(BaseEmbedding):
     """A llama-index embedding over the int8 graph: queries get ``query: ``, passages ``passage: ``."""
 
     _session: Any = PrivateAttr()
     _tokenizer: Any = PrivateAttr()
+    _pad_id: int = PrivateAttr()
 
     def __init__(self, model_dir: Path, query_prompt: str, passage_prompt: str, threads: int | None = None) -> None:
         # llama-index hands over batches of up to 2,048 texts (its maximum); we sort them by length and
         # run BATCH at a time.
         super().__init__(model_name=str(onnx_path(model_dir)), embed_batch_size=2048)
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
@@ -108,10 +125,8 @@ class OnnxE5Embedding(BaseEmbedding):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = ort.InferenceSession(str(onnx_path(model_dir)), sess_options=options,
                                              providers=["CPUExecutionProvider"])
-        tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        tokenizer.enable_truncation(max_length=MAX_TOKENS)
-        tokenizer.enable_padding(pad_id=tokenizer.token_to_id("<pad>"), pad_token="<pad>")
-        self._tokenizer = tokenizer
+        self._tokenizer = shared_tokenizer(model_dir)
+        self._pad_id = self._tokenizer.token_to_id("<pad>")
         self._prompts = (query_prompt, passage_prompt)
 
     @classmethod
@@ -124,9 +139,15 @@ class OnnxE5Embedding(BaseEmbedding):
         order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths pad least
         for start in range(0, len(texts), BATCH):
             rows = order[start : start + BATCH]
-            encoded = self._tokenizer.encode_batch([texts[i] for i in rows])
-            ids = np.array([e.ids for e in encoded], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+            # Truncated as the tokenizer's own truncation would (the text's first MAX_TOKENS - 2 pieces
+            # between <s> and </s>), padded to the longest.
+            seqs = [e.ids if len(e.ids) <= MAX_TOKENS else [*e.ids[: MAX_TOKENS - 1], e.ids[-1]]
+                    for e in self._tokenizer.encode_batch([texts[i] for i in rows])]
+            width = max(len(q) for q in seqs)
+            ids = np.full((len(seqs), width), self._pad_id, dtype=np.int64)
+            mask = np.zeros((len(seqs), width), dtype=np.int64)
+            for row, q in enumerate(seqs):
+                ids[row, : len(q)], mask[row, : len(q)] = q, 1
             hidden = self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
             weights = mask[:, :, None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)

@@ -43,7 +43,8 @@ class Reading:
 class Reader:
     def __init__(self, model_dir: Path, threads: int | None = None, folder: Path | None = None) -> None:
         import onnxruntime as ort
-        from tokenizers import Tokenizer
+
+        from index.onnx_embedder import shared_tokenizer
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or os.cpu_count() or 1
@@ -52,7 +53,7 @@ class Reader:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session: Any = ort.InferenceSession(str(composed_graph(model_dir, folder)), sess_options=options,
                                                   providers=["CPUExecutionProvider"])
-        self._tokenizer: Any = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self._tokenizer: Any = shared_tokenizer(model_dir)  # the embedder's copy (~280 MB each)
 
     def read(self, question: str, passages: list[str]) -> list[Reading | None]:
         """One reading per passage (None for a passage with no text): its best window's."""
