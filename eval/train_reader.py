@@ -245,15 +245,24 @@ def export_weights(checkpoint: Path, out_dir: Path, meta: dict | None = None) ->
                 "frozen_layers": FROZEN_LAYERS, "max_tokens": MAX_TOKENS, "weights_bytes": weights.stat().st_size,
                 "weights_sha256": sha256_of(weights), "training": meta or {}}
     (out_dir / "reader.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    log = checkpoint.parent / "loss.jsonl"
-    if log.exists():
-        plot_loss([json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()],
-                  out_dir / "training_loss.png")
+    rows: list[dict] = []
+    stage_starts: list[int] = []
+    init = (meta or {}).get("init_from")
+    # A second stage's curve continues its first stage's (the run it started from).
+    for log in ([Path(init).parent / "loss.jsonl"] if init else []) + [checkpoint.parent / "loss.jsonl"]:
+        if log.exists():
+            offset = max((r["step"] for r in rows), default=0)
+            stage_starts.append(offset)
+            rows += [{**r, "step": r["step"] + offset}
+                     for r in map(json.loads, log.read_text(encoding="utf-8").splitlines())]
+    if rows:
+        plot_loss(rows, out_dir / "training_loss.png", stage_starts[1:])
     return weights
 
 
-def plot_loss(rows: list[dict], path: Path) -> None:
-    """The training curve (mean loss per 25 steps, and its two parts) for the model card."""
+def plot_loss(rows: list[dict], path: Path, stage_starts: list[int] | None = None) -> None:
+    """The training curve (mean loss per 25 steps, and its two parts) for the model card; a dashed line
+    where a second stage starts."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -262,6 +271,9 @@ def plot_loss(rows: list[dict], path: Path) -> None:
     last: dict[int, dict] = {r["step"]: r for r in rows}  # a resumed run logs some steps twice
     steps = sorted(last)
     fig, ax = plt.subplots(figsize=(6, 3.4))
+    for start in stage_starts or []:
+        ax.axvline(start, color="grey", ls="--", lw=1)
+        ax.text(start, max(r["loss"] for r in rows), " stage 2", fontsize=8, va="top", color="grey")
     for key, label in (("loss", "total"), ("span", "span (start + end) / 2, last batch"),
                        ("answerable", "answerable (BCE), last batch")):
         ax.plot(steps, [last[s][key] for s in steps], label=label, lw=2 if key == "loss" else 1)
