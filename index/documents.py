@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from index.dates import inferred_date, iso_date
+
 TEXT_SUFFIXES = (".txt", ".md")
 MAX_DOCUMENT_CHARS = 5_000_000
 BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which some editors (Notepad) write: not part of the text
@@ -32,12 +34,13 @@ class Document:
     date: str | None = None
     source: str | None = None  # the publisher
     url: str | None = None
+    date_inferred: bool = False  # the date was read from the text's dateline (index/dates.py), not given
 
     @property
     def content_hash(self) -> str:
-        # The URL only when there is one: documents indexed before it existed keep their hash (and vectors).
-        meta = json.dumps([self.title, self.date, self.source, *([self.url] if self.url else [])],
-                          ensure_ascii=False)
+        # A URL and the inferred flag only when there: documents indexed before they existed keep their hash.
+        extra = [*([self.url] if self.url else []), *(["inferred"] if self.date_inferred else [])]
+        meta = json.dumps([self.title, self.date, self.source, *extra], ensure_ascii=False)
         return hashlib.sha256((meta + "\0" + self.text).encode("utf-8")).hexdigest()
 
 
@@ -50,7 +53,9 @@ def validate_doc_id(doc_id: str) -> str:
 
 
 def make_document(doc_id: str, text: object, title: object = None, date: object = None,
-                  source: object = None, url: object = None, where: str = "") -> Document:
+                  source: object = None, url: object = None, where: str = "", infer_date: bool = False) -> Document:
+    """A validated document. Its date is the one given, as ISO 8601 (index/dates.py; a value that is not a
+    date is refused); with ``infer_date`` and none given, the date in the text's dateline, if any."""
     where = where or doc_id
     validate_doc_id(doc_id)
     if not isinstance(text, str):
@@ -70,8 +75,12 @@ def make_document(doc_id: str, text: object, title: object = None, date: object 
             str(value or "").encode("utf-8")
         except UnicodeEncodeError:
             raise InputError(f"{where}: '{name}' is not valid Unicode (lone surrogate)") from None
-    return Document(doc_id, text, str(title or title_from_text(text))[:300], str(date) if date else None,
-                    str(source) if source else None, str(url)[:2000] if url else None)
+    iso = iso_date(date) if isinstance(date, str) and date.strip() else None
+    if isinstance(date, str) and date.strip() and iso is None:
+        raise InputError(f"{where}: 'date' {date[:40]!r} is not a date (use YYYY-MM-DD)")
+    inferred = iso is None and infer_date and (iso := inferred_date(text)) is not None
+    return Document(doc_id, text, str(title or title_from_text(text))[:300], iso,
+                    str(source) if source else None, str(url)[:2000] if url else None, inferred)
 
 
 def title_from_text(text: str, limit: int = 100) -> str:
@@ -92,7 +101,7 @@ def read_text_file(path: Path, doc_id: str | None = None) -> Document:
         text = raw.removeprefix(BOM).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    return make_document(doc_id or id_from_file_name(path.stem), text, where=str(path))
+    return make_document(doc_id or id_from_file_name(path.stem), text, where=str(path), infer_date=True)
 
 
 def id_from_file_name(stem: str) -> str:

@@ -81,7 +81,7 @@ def page_document(page: str, doc_id: str, where: str, title: str | None = None, 
     assert extracted is not None
     return make_document(doc_id, text, title or extracted.title or None, date or extracted.date or None,
                          source or extracted.sitename or extracted.hostname or None, url or extracted.url or None,
-                         where=where)
+                         where=where, infer_date=True)
 
 
 def read_html_file(path: Path, doc_id: str | None = None) -> Document:

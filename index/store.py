@@ -25,7 +25,7 @@ from index.sentences import Chunk, Span
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
     doc_id TEXT PRIMARY KEY, title TEXT NOT NULL, date TEXT, source TEXT, text TEXT NOT NULL,
-    content_hash TEXT NOT NULL, indexed_at REAL NOT NULL, url TEXT);
+    content_hash TEXT NOT NULL, indexed_at REAL NOT NULL, url TEXT, date_inferred INTEGER NOT NULL DEFAULT 0);
 -- vector: the sentence's embedding (float16), read by the sentence scorer for ~60 sentences per
 -- question and never searched, so it lives here rather than in Chroma, where any read of a collection
 -- loads its whole HNSW graph (+1.4 GB at 700k sentences; benchmarks/README.md).
@@ -61,6 +61,7 @@ class DocumentInfo:
     sentences: int
     chars: int
     url: str | None
+    date_inferred: bool
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,11 @@ class DocumentStore:
             # opening a store never has to scan every sentence to find out
             self._writer.execute("ALTER TABLE sentences ADD COLUMN vector BLOB")
             self._writer.execute("INSERT OR REPLACE INTO meta VALUES ('sentence_vectors', 'in chroma')")
-        if "url" not in {row[1] for row in self._writer.execute("PRAGMA table_info(documents)")}:
-            self._writer.execute("ALTER TABLE documents ADD COLUMN url TEXT")  # a store from before HTML pages
+        columns = {row[1] for row in self._writer.execute("PRAGMA table_info(documents)")}
+        if "url" not in columns:  # a store from before saved pages
+            self._writer.execute("ALTER TABLE documents ADD COLUMN url TEXT")
+        if "date_inferred" not in columns:  # a store from before inferred dates
+            self._writer.execute("ALTER TABLE documents ADD COLUMN date_inferred INTEGER NOT NULL DEFAULT 0")
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -174,9 +178,10 @@ class DocumentStore:
         doc, chunks = rows.doc, rows.chunks
         chunk_of = {i: c_idx for c_idx, c in enumerate(chunks) for i in range(c.first, c.last + 1)}
         self._writer.execute("DELETE FROM documents WHERE doc_id = ?", (doc.doc_id,))
-        self._writer.execute("INSERT INTO documents (doc_id, title, date, source, text, content_hash, indexed_at, url) "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (doc.doc_id, doc.title, doc.date, doc.source, doc.text,
-                                                                 doc.content_hash, time.time(), doc.url))
+        self._writer.execute("INSERT INTO documents (doc_id, title, date, source, text, content_hash, indexed_at, url, "
+                             "date_inferred) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             (doc.doc_id, doc.title, doc.date, doc.source, doc.text, doc.content_hash, time.time(),
+                              doc.url, int(doc.date_inferred)))
         self._writer.executemany("INSERT INTO sentences VALUES (?, ?, ?, ?, ?, ?)",
                              [(doc.doc_id, i, s.start, s.end, chunk_of[i], _blob(vec))
                               for i, (s, vec) in enumerate(zip(rows.spans, rows.sentence_vectors, strict=True))])
@@ -254,14 +259,20 @@ class DocumentStore:
     def documents(self) -> list[DocumentInfo]:
         rows = self._db.execute(
             "SELECT d.doc_id, d.title, d.date, d.source, "
-            "(SELECT COUNT(*) FROM sentences s WHERE s.doc_id = d.doc_id), length(d.text), d.url "
+            "(SELECT COUNT(*) FROM sentences s WHERE s.doc_id = d.doc_id), length(d.text), d.url, "
+            "d.date_inferred = 1 "
             "FROM documents d ORDER BY d.doc_id")
-        return [DocumentInfo(*row) for row in rows]
+        return [DocumentInfo(doc_id, title, date, source, sentences, chars, url, bool(inferred))
+                for doc_id, title, date, source, sentences, chars, url, inferred in rows]
 
     def get(self, doc_id: str) -> Document | None:
-        row = self._db.execute("SELECT doc_id, text, title, date, source, url FROM documents WHERE doc_id = ?",
+        row = self._db.execute("SELECT doc_id, text, title, date, source, url, date_inferred = 1 FROM documents "
+                               "WHERE doc_id = ?",
                                (doc_id,)).fetchone()
-        return Document(*row) if row else None
+        if row is None:
+            return None
+        doc_id, text, title, date, source, url, inferred = row
+        return Document(doc_id, text, title, date, source, url, bool(inferred))
 
     def text(self, doc_id: str) -> str:
         known = getattr(self._local, "hashes", None)

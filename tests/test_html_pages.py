@@ -141,7 +141,16 @@ def test_the_http_api_takes_a_page_as_html(seed_server: str) -> None:
     expected = EXPECTED["banjir-bekasi"]
     assert (doc["title"], doc["date"], doc["source"], doc["url"]) == (
         expected["title"], expected["date"], expected["source"], expected["url"])
-    assert doc["text"] == page_document(page, "banjir", "page").text
+    assert doc["text"] == page_document(page, "banjir", "page").text and doc["date_inferred"] is False
+    status, body = http("POST", f"{seed_server}/api/documents",
+                        {"documents": [{"id": "bertanggal", "text": "Teks berita.", "date": "14 Maret 2016"}]})
+    assert status == 200, body
+    dated = http("GET", f"{seed_server}/api/documents/bertanggal")[1]
+    assert (dated["date"], dated["date_inferred"]) == ("2016-03-14", False)
+    status, body = http("POST", f"{seed_server}/api/documents",
+                        {"documents": [{"id": "x", "text": "Teks.", "date": "kemarin sore"}]})
+    assert status == 400 and "is not a date" in body["detail"], body
+    assert http("DELETE", f"{seed_server}/api/documents/bertanggal")[0] == 200
     status, body = http("POST", f"{seed_server}/api/documents",
                         {"documents": [{"id": "dua", "html": page, "text": "teks"}]})
     assert status == 400 and "either 'text' or 'html'" in body["detail"], body

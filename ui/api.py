@@ -69,7 +69,8 @@ class DocumentIn(BaseModel):
     html: str | None = Field(default=None, description="a saved news page instead of text: its article text is "
                              "indexed, and its title, date, publisher and URL are used where not given here")
     title: str | None = None
-    date: str | None = None
+    date: str | None = Field(default=None, description="ISO 8601 (2016-03-14), or as news archives write it "
+                             "(14/03/2016, 14 Maret 2016): stored as ISO; anything else is a 400")
     source: str | None = Field(default=None, description="the publisher")
     url: str | None = None
 
@@ -216,8 +217,8 @@ def create_app(tanya: Tanya, api_token: str | None = None) -> FastAPI:
                 raise HTTPException(404, f"no document with id {doc_id!r}")
             sentences = [{"index": s.idx, "start": s.start, "end": s.end, "chunk": s.chunk}
                          for s in tanya.index.store.sentences(doc_id)]
-        return {"doc_id": doc.doc_id, "title": doc.title, "date": doc.date, "source": doc.source, "url": doc.url,
-                "text": doc.text, "sentences": sentences}
+        return {"doc_id": doc.doc_id, "title": doc.title, "date": doc.date, "date_inferred": doc.date_inferred,
+                "source": doc.source, "url": doc.url, "text": doc.text, "sentences": sentences}
 
     @app.post("/api/documents", tags=["documents"], dependencies=[Depends(require_token)],
               responses=errors(400, 401, 409, 413, 422, 503), max_body_size=MAX_BODY_BYTES)
