@@ -297,11 +297,12 @@ class DocumentStore:
             text = self._text_cache[key] = row[0]
         return text
 
-    def titles(self, doc_ids: set[str]) -> dict[str, tuple[str, str | None]]:
+    def titles(self, doc_ids: set[str]) -> dict[str, tuple[str, str | None, str | None, str | None]]:
+        """(title, date, source, url) of each document: what a citation shows of its article."""
         marks = ",".join("?" * len(doc_ids))
-        rows = self._db.execute(f"SELECT doc_id, title, date FROM documents WHERE doc_id IN ({marks})",
+        rows = self._db.execute(f"SELECT doc_id, title, date, source, url FROM documents WHERE doc_id IN ({marks})",
                                 tuple(doc_ids))
-        return {doc_id: (title, date) for doc_id, title, date in rows}
+        return {doc_id: (title, date, source, url) for doc_id, title, date, source, url in rows}
 
     def sentences(self, doc_id: str) -> list[SentenceRef]:
         rows = self._db.execute('SELECT doc_id, idx, start, "end", chunk FROM sentences WHERE doc_id = ? '

@@ -37,6 +37,8 @@ class Citation:
     score: float
     date: str | None = None
     sentence_index: int = 0
+    source: str | None = None  # the article's publisher and URL, when it has them
+    url: str | None = None
 
 
 @dataclass
@@ -273,9 +275,9 @@ def cite(index: Index, question: str, ev: SentenceEvidence, picked: list[tuple[i
     citations = []
     for n, (i, score) in enumerate(picked, start=1):
         ref = ev.refs[i]
-        title, date = titles[ref.doc_id]
+        title, date, source, url = titles[ref.doc_id]
         sentence = index.store.text(ref.doc_id)[ref.start : ref.end]
         citations.append(Citation(n, ref.doc_id, title, sentence, ref.start, ref.end, round(score, 4), date,
-                                  ref.idx))
+                                  ref.idx, source, url))
     text = " ".join(f"{c.sentence} [{c.n}]" for c in citations)
     return Answer(question, text, False, citations, confidence)

@@ -110,6 +110,8 @@ def test_tanya_index_reads_pages_and_no_boilerplate_is_ever_cited(home: Path) ->
                                stdin="Berapa rumah yang terendam banjir di Bekasi?").stdout)
     # (The headline, "Banjir Rendam Ribuan Rumah di Bekasi", may come first: "ribuan" answers "berapa" too.)
     assert first["citations"][0]["doc_id"] == "banjir-bekasi"
+    assert {(c["date"], c["source"], c["url"]) for c in first["citations"]} == {
+        ("2024-01-15", "Kabar Harian", "https://kabarharian.example/nasional/2024/01/15/banjir-bekasi")}
     assert any("2.300 rumah" in c["sentence"] for c in first["citations"]), first
     refused = run_cli("index", str(PAGES / "indeks-berita.html"), home=home)
     assert refused.returncode != 0 and "no article text found" in refused.stderr
