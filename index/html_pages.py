@@ -1,9 +1,10 @@
 """Reading saved news pages (.html/.htm): the article's own text and what the page says about it.
 
-trafilatura (the common choice for news; its own benchmarks and ours in tests/test_html_pages.py) keeps
-the article's paragraphs and drops navigation, related-article lists, cookie banners, comments, ads and
-scripts; its metadata gives the title, the publication date (htmldate: the page's own
-``article:published_time``, JSON-LD, the URL, the dateline), the publisher and the canonical URL. The
+trafilatura (the common choice for news; not compared with other extractors here, only checked on the
+realistic pages of tests/pages/) keeps the article's paragraphs and drops navigation, related-article
+lists, cookie banners, comments, ads and scripts; its metadata gives the title, the publication date
+(htmldate: the page's own ``article:published_time``, JSON-LD, the URL, the dateline), the publisher and
+the canonical URL. The
 stored text is the extracted text, so every offset points into what was indexed, as for any document.
 
 The bytes are decoded as the page says (a byte order mark, else ``<meta charset>`` or its http-equiv
