@@ -4,8 +4,8 @@ trafilatura (the common choice for news; not compared with other extractors here
 realistic pages of tests/pages/) keeps the article's paragraphs and drops navigation, related-article
 lists, cookie banners, comments, ads and scripts; its metadata gives the title, the publication date
 (htmldate: the page's own ``article:published_time``, JSON-LD, the URL, the dateline), the publisher and
-the canonical URL. The
-stored text is the extracted text, so every offset points into what was indexed, as for any document.
+the canonical URL. The stored text is the extracted text, so every offset points into what was
+indexed, as for any document.
 
 The bytes are decoded as the page says (a byte order mark, else ``<meta charset>`` or its http-equiv
 form; "latin-1" and "us-ascii" mean windows-1252, as in browsers), else as UTF-8, else as the encoding
