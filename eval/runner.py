@@ -9,6 +9,7 @@ from pathlib import Path
 from eval.report import terminal_table, write_report
 from eval.suite import NO_READER, EvalSet, custom_set, facqa_set, idk_set, run_set, seed_set, summarize_by_language
 from index.documents import InputError
+from index.filters import DocumentFilter
 from index.home import DataHome
 from rag.params import Params
 from rag.tanya import Tanya
@@ -18,8 +19,9 @@ BUILT_IN_SETS = ("seed", "facqa", "idk")
 
 def evaluate(home: DataHome, sets: list[str], out_dir: Path | None, gold: Path | None = None,
              corpus: Path | None = None, limit: int | None = None, command: str = "tanya eval",
-             progress: bool = True, baseline: bool = True) -> Path:
-    """``baseline``: ask every set a second time without the reader, reported side by side."""
+             progress: bool = True, baseline: bool = True, doc_filter: DocumentFilter | None = None) -> Path:
+    """``baseline``: ask every set a second time without the reader, reported side by side. ``doc_filter``:
+    every question is asked under it (questions whose documents it leaves out count as not in the corpus)."""
     unknown = [s for s in sets if s not in BUILT_IN_SETS]
     if unknown:
         raise InputError(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(BUILT_IN_SETS)}")
@@ -52,10 +54,11 @@ def evaluate(home: DataHome, sets: list[str], out_dir: Path | None, gold: Path |
         for use_reader in (True, False) if baseline else (True,):
             for tanya, _ in s.parts:
                 tanya.use_reader = use_reader
-            runs[s.name + ("" if use_reader else NO_READER)] = run_set(s, progress)
+            runs[s.name + ("" if use_reader else NO_READER)] = run_set(s, progress, doc_filter)
     summaries = {name: summarize_by_language(rows) for name, rows in runs.items() if rows}
     print(terminal_table(summaries))
-    report = write_report(out_dir, runs, summaries, {s.name: s.description for s in built}, Params.load(),
-                          command)
+    described = f" Asked under the filter {doc_filter.describe()}." if doc_filter else ""
+    report = write_report(out_dir, runs, summaries, {s.name: s.description + described for s in built},
+                          Params.load(), command)
     print(f"\nreport: {report}", file=sys.stderr)
     return report

@@ -20,7 +20,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +40,10 @@ from eval.metrics import (
 )
 from index.documents import Document, InputError, read_paths
 from index.embedder import configured_backend
+from index.filters import DocumentFilter
 from index.home import DataHome
 from index.index import Index
-from rag.retriever import Candidates, collect_candidates
+from rag.retriever import Candidates, Scope, collect_candidates
 from rag.tanya import Tanya, with_context
 
 REPO = Path(__file__).resolve().parent.parent
@@ -130,15 +131,21 @@ class EvalSet:
         return sum(len(qs) for _, qs in self.parts)
 
 
-def ask_one(tanya: Tanya, q: GoldQuestion, by_id: dict[str, GoldQuestion]) -> QuestionRun:
+def ask_one(tanya: Tanya, q: GoldQuestion, by_id: dict[str, GoldQuestion], scope: Scope | None = None) -> QuestionRun:
+    """Ask ``q`` (under ``scope``'s filter, when given: a question whose documents it leaves out is then
+    scored as one the corpus cannot answer) and measure everything about its answer."""
     history = history_of(q, by_id)
+    if scope is not None and q.answerable and q.doc is not None and not scope.doc_ids & set(
+            [q.doc] if isinstance(q.doc, str) else q.doc):
+        q = replace(q, answerable=False)
+    f = scope.filter if scope else DocumentFilter()
     start = time.perf_counter()
-    answer = tanya.ask(q.question, history=history)
+    answer = tanya.ask(q.question, history=history, since=f.since, until=f.until, source=list(f.sources))
     seconds = time.perf_counter() - start
     run = QuestionRun(q, answer, seconds)
     if q.answerable and run.gold_docs:
         # Ranked again outside the timed call: Tanya.ask does not expose its candidates.
-        cands = collect_candidates(tanya.index, with_context(q.question, history), focus=q.question)
+        cands = collect_candidates(tanya.index, with_context(q.question, history), focus=q.question, scope=scope)
         modes = ranking_modes(tanya)
         for mode, score in modes.items():
             run.ranks[mode] = min((r for d in run.gold_docs if (r := first_rank(doc_order(cands, score(cands)), d))),
@@ -158,7 +165,8 @@ def ask_one(tanya: Tanya, q: GoldQuestion, by_id: dict[str, GoldQuestion]) -> Qu
     return run
 
 
-def run_set(eval_set: EvalSet, progress: bool = True) -> list[QuestionRun]:
+def run_set(eval_set: EvalSet, progress: bool = True, doc_filter: DocumentFilter | None = None) -> list[QuestionRun]:
+    """Every question of the set, asked under ``doc_filter`` when given (``tanya eval --since/--until/--source``)."""
     runs = []
     bar = tqdm(total=eval_set.questions, desc=f"eval {eval_set.name}", disable=not progress, file=sys.stderr,
                dynamic_ncols=True)
@@ -166,8 +174,9 @@ def run_set(eval_set: EvalSet, progress: bool = True) -> list[QuestionRun]:
         if questions:  # warm-up, untimed: the first question loads the model and the background sample
             tanya.ask(questions[0].question)
         by_id = {q.id: q for q in questions}
+        scope = Scope.of(tanya.index, doc_filter) if doc_filter else None
         for q in questions:
-            runs.append(ask_one(tanya, q, by_id))
+            runs.append(ask_one(tanya, q, by_id, scope))
             bar.update()
     bar.close()
     return runs

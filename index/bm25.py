@@ -26,6 +26,7 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import numpy as np
@@ -85,13 +86,18 @@ class BM25Index:
             self._sync()
             return [k for k, live in zip(self._keys, self._alive, strict=True) if live]
 
-    def search(self, terms: list[str], k: int, also: Sequence[ChunkKey] = ()) -> dict[ChunkKey, float]:
-        """BM25 scores of the ``k`` best chunks with a positive score, and of every chunk in ``also``
-        (0 when it matches nothing). ``terms`` are analysed query terms (``index.lexical.content_terms``);
-        a repeated term counts again, as in bm25s."""
+    def search(self, terms: list[str], k: int, also: Sequence[ChunkKey] = (),
+               only: AbstractSet[str] | None = None) -> dict[ChunkKey, float]:
+        """BM25 scores of the ``k`` best chunks with a positive score (of the documents in ``only``, when
+        given: a filter, index/filters.py), and of every chunk in ``also`` (0 when it matches nothing).
+        ``terms`` are analysed query terms (``index.lexical.content_terms``); a repeated term counts
+        again, as in bm25s. Scores (idf, average length) stay those of the whole corpus."""
         with self._lock:
             self._sync()
             scores = self._scores(terms)
+            if only is not None and scores.size:
+                scores = np.where(np.fromiter((key[0] in only for key in self._keys), dtype=bool,
+                                              count=len(self._keys)), scores, 0)
             out: dict[ChunkKey, float] = {}
             if scores.size and k > 0:
                 best = np.argpartition(-scores, min(k, scores.size) - 1)[:k]

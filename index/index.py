@@ -41,6 +41,7 @@ from index.bm25 import BM25Index
 from index.documents import Document, InputError
 from index.embedder import configured_backend, embed_passages, load_embedder
 from index.faults import fault_point
+from index.filters import filter_fields
 from index.home import DataHome
 from index.lexical import ANALYZER, tokenize
 from index.sentences import Span, group_chunks, split_sentences
@@ -59,6 +60,7 @@ EMBED_BATCH_DOCS = 32
 # ~8 minutes of embedding for one document, beyond which it is refused up front (a 5,000,000-character
 # article collection has ~40,000 sentences; 5M characters of "a. " would take hours).
 MAX_DOCUMENT_SENTENCES = 100_000
+FILTER_METADATA = "dates-sources"  # store meta 'vector_metadata' once every chunk vector has index.filters' fields
 
 
 class IndexBusy(RuntimeError):
@@ -120,8 +122,9 @@ class Index:
             if self.store.meta("sentence_vectors") == "in chroma":
                 self._move_legacy_sentence_vectors()
             self.bm25 = BM25Index(home.store_path, home.bm25_dir / "snapshot.npz")
-            if self.store.meta("vector_ids") != "versioned" or (finish_interrupted_writes and self.store.pending()):
-                self._try_recover()  # an older home's upgrade, or a killed writer's leftovers
+            if (self.store.meta("vector_ids") != "versioned" or self.store.meta("vector_metadata") != FILTER_METADATA
+                    or (finish_interrupted_writes and self.store.pending())):
+                self._try_recover()  # an older home's upgrades, or a killed writer's leftovers
         except BaseException:
             self._close_vectors()
             self.store.close()
@@ -231,7 +234,7 @@ class Index:
         chunk_terms = iter([tokenize(text) for text in chunk_texts])
         nodes: list[BaseNode] = [
             vector_node(doc.doc_id, ci, version_of(doc.content_hash), doc.text[c.start : c.end], next(chunk_vecs),
-                        start=c.start, end=c.end)
+                        start=c.start, end=c.end, **filter_fields(doc.date, doc.source))
             for doc, _, chunks in split for ci, c in enumerate(chunks)]
         doc_ids = [doc.doc_id for doc in batch]
         self.store.mark_pending(doc_ids)  # (1)
@@ -285,6 +288,8 @@ class Index:
         documents (caller holds the lock)."""
         if self.store.meta("vector_ids") != "versioned":
             self._version_legacy_vectors()
+        if self.store.meta("vector_metadata") != FILTER_METADATA:
+            self._add_filter_metadata()
         if pending:
             self._remove_leftovers_of_pending()
 
@@ -333,6 +338,7 @@ class Index:
             batch = self.vectors.stored(legacy[start : start + 1000])
             bar.update(len(batch))
             live = self.store.versions({str(meta["doc_id"]) for _, meta, _, _ in batch})
+            about = self.store.titles(set(live))
             keep, drop, redo = [], [], set()
             for vid, meta, text, vec in batch:
                 doc_id, begin, end = str(meta["doc_id"]), int(meta["start"]), int(meta["end"])
@@ -344,12 +350,33 @@ class Index:
                 if self.store.text(doc_id)[begin:end] != text:
                     redo.add(doc_id)
                     continue
-                keep.append(vector_node(doc_id, int(meta["chunk"]), live[doc_id], text, vec, start=begin, end=end))
+                _, date, source, _ = about[doc_id]
+                keep.append(vector_node(doc_id, int(meta["chunk"]), live[doc_id], text, vec, start=begin, end=end,
+                                        **filter_fields(date, source)))
             self.vectors.add(keep)
             self.store.forget_hashes(sorted(redo))
             self.vectors.delete_ids(drop)
         bar.close()
         self.store.set_meta("vector_ids", "versioned")
+
+    def _add_filter_metadata(self) -> None:
+        """An older home's chunk vectors lack the date and publisher that filters read (index/filters.py):
+        add them from the store, once (the caller holds the writer's lock; repeating it is harmless). A
+        vector of a version the store does not hold is a leftover and is left as it is."""
+        lacking = self.vectors.without_filter_metadata()
+        live = self.store.versions({str(meta["doc_id"]) for _, meta in lacking})
+        about = self.store.titles(set(live)) if live else {}
+        ids, metadatas = [], []
+        for vid, meta in lacking:
+            doc_id = str(meta["doc_id"])
+            if doc_id in live and meta.get("version") == live[doc_id]:
+                _, date, source, _ = about[doc_id]
+                ids.append(vid)
+                metadatas.append({**meta, **filter_fields(date, source)})
+        if len(ids) >= 5000:
+            print(f"adding dates and publishers to {len(ids):,} chunk vectors (once)", file=sys.stderr)
+        self.vectors.set_metadata(ids, metadatas)
+        self.store.set_meta("vector_metadata", FILTER_METADATA)
 
     def check(self) -> CheckReport:
         """Verify that the store, Chroma and BM25 agree: every stored chunk has exactly one vector of its

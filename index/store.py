@@ -16,16 +16,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
 from index.documents import Document
+from index.filters import DocumentFilter, filter_fields
 from index.sentences import Chunk, Span
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
     doc_id TEXT PRIMARY KEY, title TEXT NOT NULL, date TEXT, source TEXT, text TEXT NOT NULL,
-    content_hash TEXT NOT NULL, indexed_at REAL NOT NULL, url TEXT, date_inferred INTEGER NOT NULL DEFAULT 0);
+    content_hash TEXT NOT NULL, indexed_at REAL NOT NULL, url TEXT, date_inferred INTEGER NOT NULL DEFAULT 0,
+    source_key TEXT, published_from INTEGER, published_to INTEGER);  -- index/filters.py filter_fields
 -- vector: the sentence's embedding (float16), read by the sentence scorer for ~60 sentences per
 -- question and never searched, so it lives here rather than in Chroma, where any read of a collection
 -- loads its whole HNSW graph (+1.4 GB at 700k sentences; benchmarks/README.md).
@@ -89,6 +92,12 @@ def version_of(content_hash: str) -> str:
     return content_hash[:VERSION_CHARS]
 
 
+def _filter_columns(date: str | None, source: str | None) -> tuple[str, int | None, int | None]:
+    fields = filter_fields(date, source)
+    return (str(fields["source_key"]), cast(int | None, fields.get("published_from")),
+            cast(int | None, fields.get("published_to")))
+
+
 def _blob(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype=np.float16).tobytes()
 
@@ -118,6 +127,14 @@ class DocumentStore:
             self._writer.execute("ALTER TABLE documents ADD COLUMN url TEXT")
         if "date_inferred" not in columns:  # a store from before inferred dates
             self._writer.execute("ALTER TABLE documents ADD COLUMN date_inferred INTEGER NOT NULL DEFAULT 0")
+        if "source_key" not in columns:  # a store from before filters: the fields from each date and source
+            with self._transaction():
+                for column in ("source_key TEXT", "published_from INTEGER", "published_to INTEGER"):
+                    self._writer.execute(f"ALTER TABLE documents ADD COLUMN {column}")
+                rows = self._writer.execute("SELECT doc_id, date, source FROM documents").fetchall()
+                self._writer.executemany(
+                    "UPDATE documents SET source_key = ?, published_from = ?, published_to = ? WHERE doc_id = ?",
+                    [(*_filter_columns(date, source), doc_id) for doc_id, date, source in rows])
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -179,9 +196,10 @@ class DocumentStore:
         chunk_of = {i: c_idx for c_idx, c in enumerate(chunks) for i in range(c.first, c.last + 1)}
         self._writer.execute("DELETE FROM documents WHERE doc_id = ?", (doc.doc_id,))
         self._writer.execute("INSERT INTO documents (doc_id, title, date, source, text, content_hash, indexed_at, url, "
-                             "date_inferred) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             "date_inferred, source_key, published_from, published_to) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              (doc.doc_id, doc.title, doc.date, doc.source, doc.text, doc.content_hash, time.time(),
-                              doc.url, int(doc.date_inferred)))
+                              doc.url, int(doc.date_inferred), *_filter_columns(doc.date, doc.source)))
         self._writer.executemany("INSERT INTO sentences VALUES (?, ?, ?, ?, ?, ?)",
                              [(doc.doc_id, i, s.start, s.end, chunk_of[i], _blob(vec))
                               for i, (s, vec) in enumerate(zip(rows.spans, rows.sentence_vectors, strict=True))])
@@ -265,6 +283,22 @@ class DocumentStore:
         return [DocumentInfo(doc_id, title, date, source, sentences, chars, url, bool(inferred))
                 for doc_id, title, date, source, sentences, chars, url, inferred in rows]
 
+    def allowed_documents(self, doc_filter: DocumentFilter) -> set[str]:
+        """The documents a filter lets through (index/filters.py holds the rule)."""
+        where, params = doc_filter.sql_where()
+        return {row[0] for row in self._db.execute(f"SELECT doc_id FROM documents WHERE {where}", params)}
+
+    def sources(self) -> list[tuple[str, int]]:
+        """Each publisher the documents name (as filters tell them apart: index/filters.py ``source_key``,
+        shown in its most used spelling), with how many documents it has, most first."""
+        counts: dict[str, dict[str, int]] = {}
+        for key, source, n in self._db.execute("SELECT source_key, source, COUNT(*) FROM documents "
+                                               "WHERE source_key != '' GROUP BY source_key, source"):
+            counts.setdefault(key, {})[source] = n
+        named = [(max(spellings, key=lambda s: (spellings[s], s)), sum(spellings.values()))
+                 for spellings in counts.values()]
+        return sorted(named, key=lambda item: (-item[1], item[0]))
+
     def get(self, doc_id: str) -> Document | None:
         row = self._db.execute("SELECT doc_id, text, title, date, source, url, date_inferred = 1 FROM documents "
                                "WHERE doc_id = ?",
@@ -299,10 +333,13 @@ class DocumentStore:
 
     def titles(self, doc_ids: set[str]) -> dict[str, tuple[str, str | None, str | None, str | None]]:
         """(title, date, source, url) of each document: what a citation shows of its article."""
-        marks = ",".join("?" * len(doc_ids))
-        rows = self._db.execute(f"SELECT doc_id, title, date, source, url FROM documents WHERE doc_id IN ({marks})",
-                                tuple(doc_ids))
-        return {doc_id: (title, date, source, url) for doc_id, title, date, source, url in rows}
+        ids, out = list(doc_ids), {}
+        for i in range(0, len(ids), 500):  # SQLite's limit on bound parameters
+            part = ids[i : i + 500]
+            rows = self._db.execute(f"SELECT doc_id, title, date, source, url FROM documents "
+                                    f"WHERE doc_id IN ({','.join('?' * len(part))})", part)
+            out.update({doc_id: (title, date, source, url) for doc_id, title, date, source, url in rows})
+        return out
 
     def sentences(self, doc_id: str) -> list[SentenceRef]:
         rows = self._db.execute('SELECT doc_id, idx, start, "end", chunk FROM sentences WHERE doc_id = ? '

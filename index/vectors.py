@@ -29,7 +29,7 @@ import numpy as np
 from chromadb.api.types import Where
 from chromadb.config import Settings as ChromaSettings
 from llama_index.core.schema import BaseNode, NodeRelationship, RelatedNodeInfo, TextNode
-from llama_index.core.vector_stores.types import VectorStoreQuery
+from llama_index.core.vector_stores.types import MetadataFilters, VectorStoreQuery
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from index.home import DataHome
@@ -118,7 +118,9 @@ def connect(home: DataHome) -> chromadb.ClientAPI:
         raise StoreUnavailable(f"cannot reach the Chroma server at {home.chroma_url}: {exc}") from None
 
 
-def vector_node(doc_id: str, chunk: int, version: str, text: str, embedding: np.ndarray, **meta: int) -> TextNode:
+def vector_node(doc_id: str, chunk: int, version: str, text: str, embedding: np.ndarray,
+                **meta: int | str) -> TextNode:
+    """A chunk vector; ``meta`` holds its offsets and its document's ``index.filters.filter_fields``."""
     keys = ["chunk", "version", *meta]
     node = TextNode(id_=vector_id(doc_id, chunk, version), text=text, embedding=embedding.tolist(),
                     metadata={"doc_id": doc_id, "chunk": chunk, "version": version, **meta},
@@ -201,18 +203,36 @@ class VectorCollections:
                        for m, e in zip(found["metadatas"] or [], found["embeddings"], strict=True)]  # type: ignore[arg-type]
             self.client.delete_collection(SENTENCES)
 
-    def query_chunks(self, embedding: np.ndarray, k: int) -> list[tuple[str, int, str | None, float]]:
-        """(doc_id, chunk, version, cosine) of the ``k`` nearest chunk vectors, whatever their version:
-        the caller keeps those of live versions."""
+    def query_chunks(self, embedding: np.ndarray, k: int,
+                     filters: MetadataFilters | None = None) -> list[tuple[str, int, str | None, float]]:
+        """(doc_id, chunk, version, cosine) of the ``k`` nearest chunk vectors (among those ``filters``
+        allow: index/filters.py), whatever their version: the caller keeps those of live versions."""
         with reachable():
             count = self.chunk_collection.count()
             if count == 0:
                 return []
             result = self.chunks.query(VectorStoreQuery(query_embedding=embedding.tolist(),
-                                                        similarity_top_k=min(k, count)))
+                                                        similarity_top_k=min(k, count), filters=filters))
         # ChromaVectorStore reports exp(-distance); with cosine space, distance = 1 - cosine.
         return [(str(n.metadata["doc_id"]), int(n.metadata["chunk"]), n.metadata.get("version"), 1.0 + math.log(s))
                 for n, s in zip(result.nodes or [], result.similarities or [], strict=True)]
+
+    def without_filter_metadata(self, page: int = 5000) -> list[tuple[str, dict]]:
+        """(id, metadata) of every vector an older home wrote without ``index.filters.filter_fields``."""
+        out: list[tuple[str, dict]] = []
+        with reachable():
+            for offset in range(0, self.chunk_collection.count(), page):
+                found = self.chunk_collection.get(include=["metadatas"], limit=page, offset=offset)
+                out.extend((i, dict(m)) for i, m in zip(found["ids"], found["metadatas"] or [], strict=True)
+                           if "source_key" not in m)
+        return out
+
+    def set_metadata(self, ids: list[str], metadatas: list[dict]) -> None:
+        """Replace these vectors' metadata (each dict whole), leaving their embeddings as they are."""
+        with reachable():
+            for i in range(0, len(ids), self.max_batch):
+                self.chunk_collection.update(ids=ids[i : i + self.max_batch],
+                                             metadatas=metadatas[i : i + self.max_batch])  # type: ignore[arg-type]
 
     def chunk_vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
         return _stored_vectors(self.chunk_collection, ids)

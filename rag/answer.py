@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from index.filters import DocumentFilter
 from index.index import Index
 from index.lexical import content_terms, tokenize
 from index.store import SentenceRef
@@ -59,11 +60,30 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     confidence: float = 0.0
     short_answer: ShortAnswer | None = None
+    # The filter the question was asked under, with how many documents it allows
+    # (index/filters.py ``DocumentFilter.to_json``); None without one.
+    filter: dict | None = None
 
     def to_json(self) -> dict:
         return {"question": self.question, "answer": self.answer, "abstained": self.abstained,
                 "confidence": round(self.confidence, 4), "citations": [asdict(c) for c in self.citations],
-                "short_answer": asdict(self.short_answer) if self.short_answer else None}
+                "short_answer": asdict(self.short_answer) if self.short_answer else None, "filter": self.filter}
+
+
+def no_documents_answer(question: str, lang: str, doc_filter: DocumentFilter, sources: list[tuple[str, int]]) -> Answer:
+    """What a question under a filter that allows no document gets: that, rather than a refusal, and the
+    publishers there are when the filter named some."""
+    what = doc_filter.describe(lang)
+    if lang == "en":
+        text = f"No document in the corpus matches the filter ({what})."
+        known = "Publishers in the corpus: "
+    else:
+        text = f"Tidak ada dokumen di korpus yang cocok dengan filter ({what})."
+        known = "Penerbit di korpus: "
+    if doc_filter.sources:
+        names = ", ".join(f"{name} ({n})" for name, n in sources[:12]) or "-"
+        text += f" {known}{names}{', ...' if len(sources) > 12 else ''}."
+    return Answer(question, text, True, filter=doc_filter.to_json(0))
 
 
 @dataclass

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+from llama_index.core.vector_stores.types import MetadataFilters
 
 from index.bm25 import ChunkKey
 from index.embedder import embed_query
+from index.filters import DocumentFilter
 from index.index import Index
 from index.lexical import content_terms, language
 from index.vectors import chunk_id, vector_id
@@ -66,12 +68,29 @@ def scale_to_max(values: np.ndarray) -> np.ndarray:
     return values / top if top > 0 else np.zeros_like(values)
 
 
-def collect_candidates(index: Index, query: str, per_side: int = CANDIDATES_PER_SIDE, focus: str = "") -> Candidates:
+@dataclass(frozen=True)
+class Scope:
+    """A filter (index/filters.py) and the documents it allows, looked up once per question."""
+
+    filter: DocumentFilter
+    doc_ids: frozenset[str]
+
+    @classmethod
+    def of(cls, index: Index, doc_filter: DocumentFilter) -> Scope:
+        return cls(doc_filter, frozenset(index.store.allowed_documents(doc_filter)))
+
+
+def collect_candidates(index: Index, query: str, per_side: int = CANDIDATES_PER_SIDE, focus: str = "",
+                       scope: Scope | None = None) -> Candidates:
+    """The best chunks of each side for ``query`` (of the documents ``scope`` allows, when given)."""
     lang = language(query)
     query_vec = embed_query(index.embedder, query)
-    dense_hits, live = live_nearest(index, query_vec, per_side)
+    if scope is not None and not scope.doc_ids:
+        return Candidates(query, query_vec, lang, [], np.zeros(0), np.zeros(0), 0.0, focus)
+    dense_hits, live = live_nearest(index, query_vec, per_side, scope.filter.vector_filters() if scope else None)
     # English: names, numbers and the lexicon's Indonesian words (index/lexical.py)
-    bm25_hits = index.bm25.search(content_terms(query, lang), per_side, also=list(dense_hits))
+    bm25_hits = index.bm25.search(content_terms(query, lang), per_side, also=list(dense_hits),
+                                  only=scope.doc_ids if scope else None)
     keys = list(dense_hits) + [k for k in bm25_hits if k not in dense_hits]
     missing = [k for k in keys if k not in dense_hits]
     live.update(index.store.versions({d for d, _ in missing} - live.keys()))
@@ -85,13 +104,14 @@ def collect_candidates(index: Index, query: str, per_side: int = CANDIDATES_PER_
     return Candidates(query, query_vec, lang, keys, dense, bm25, background, focus)
 
 
-def live_nearest(index: Index, query_vec: np.ndarray, k: int) -> tuple[dict[ChunkKey, float], dict[str, str]]:
+def live_nearest(index: Index, query_vec: np.ndarray, k: int,
+                 filters: MetadataFilters | None = None) -> tuple[dict[ChunkKey, float], dict[str, str]]:
     """The ``k`` nearest chunks whose vectors are of the version the store holds (others are a writer's
     new or old ones: index/index.py), and the versions looked up. While a write is under way, or after
     a killed one, other versions take places among the nearest: ask for more until ``k`` are live."""
     asked = k
     while True:
-        nearest = index.vectors.query_chunks(query_vec, asked)
+        nearest = index.vectors.query_chunks(query_vec, asked, filters)
         live = index.store.versions({d for d, _, _, _ in nearest})
         hits = {(d, c): cos for d, c, version, cos in nearest if version is not None and live.get(d) == version}
         if len(hits) >= k or len(nearest) < asked or asked >= 8 * k:
@@ -129,15 +149,18 @@ class TanyaRetriever(BaseRetriever):
     """A llama-index retriever over a Tanya index: nodes are chunks whose metadata carry the doc id
     and exact character offsets (``text[start:end] == node.text``), scores are the fused scores."""
 
-    def __init__(self, index: Index, params: Params | None = None, similarity_top_k: int = 10) -> None:
+    def __init__(self, index: Index, params: Params | None = None, similarity_top_k: int = 10,
+                 doc_filter: DocumentFilter | None = None) -> None:
         super().__init__()
         self._index = index
         self._params = params or Params.load()
         self._k = similarity_top_k
+        self._filter = doc_filter
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         with self._index.store.snapshot():  # offsets and texts from one committed state
-            cands = collect_candidates(self._index, query_bundle.query_str)
+            scope = Scope.of(self._index, self._filter) if self._filter else None
+            cands = collect_candidates(self._index, query_bundle.query_str, scope=scope)
             ranked = rank_chunks(self._index, cands, self._params.for_language(cands.lang), self._k)
         return [NodeWithScore(node=TextNode(id_=chunk_id(c.doc_id, c.chunk), text=c.text,
                                             start_char_idx=c.start, end_char_idx=c.end,

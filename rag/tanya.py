@@ -10,16 +10,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from index.documents import Document, InputError, read_paths
+from index.filters import DocumentFilter
 from index.home import DataHome
 from index.index import Index, IndexReport
-from index.lexical import tokenize, words
+from index.lexical import language, tokenize, words
 from index.store import DocumentInfo
-from rag.answer import Answer, compose
+from rag.answer import Answer, compose, no_documents_answer
 from rag.background import background_vectors
 from rag.params import Params
 from rag.reader import Reader, load_reader
 from rag.reader_model import compose_in_subprocess, is_composed
-from rag.retriever import RetrievedChunk, TanyaRetriever, collect_candidates, rank_chunks
+from rag.retriever import RetrievedChunk, Scope, TanyaRetriever, collect_candidates, rank_chunks
 
 MAX_QUESTION_CHARS = 2000
 MAX_K = 1000
@@ -120,25 +121,50 @@ class Tanya:
     def document(self, doc_id: str) -> Document | None:
         return self.index.store.get(doc_id)
 
-    def retrieve(self, query: str, k: int = 10) -> list[RetrievedChunk]:
+    def retrieve(self, query: str, k: int = 10, since: str | None = None, until: str | None = None,
+                 source: str | Sequence[str] | None = None) -> list[RetrievedChunk]:
+        """The ``k`` best chunks (of the documents published ``since``..``until`` by ``source``, when
+        given: index/filters.py; none when no document matches)."""
         if not 1 <= k <= MAX_K:
             raise InputError(f"k must be between 1 and {MAX_K}")
+        query, doc_filter = check_question(query), DocumentFilter.parse(since, until, source)
         with self.index.store.snapshot():
-            cands = collect_candidates(self.index, check_question(query))
+            scope = Scope.of(self.index, doc_filter) if doc_filter else None
+            cands = collect_candidates(self.index, query, scope=scope)
             return rank_chunks(self.index, cands, self.params.for_language(cands.lang), k)
 
-    def ask(self, question: str, history: Sequence[str] = (), max_citations: int = 3) -> Answer:
+    def ask(self, question: str, history: Sequence[str] = (), max_citations: int = 3, since: str | None = None,
+            until: str | None = None, source: str | Sequence[str] | None = None) -> Answer:
         """An answer of up to ``max_citations`` cited sentences (or a refusal). ``history`` holds the
-        conversation's earlier questions, oldest first, for follow-ups such as "Siapa dia?"."""
+        conversation's earlier questions, oldest first, for follow-ups such as "Siapa dia?". ``since``,
+        ``until`` (ISO dates, inclusive) and ``source`` (publishers) restrict it to the documents they
+        allow (index/filters.py); when none matches, the answer says so (``filter.documents`` is 0)."""
         question = check_question(question)
         history = [check_question(h, f"history item {i}")  # the same rules as a question
                    for i, h in enumerate(history, start=1) if h and h.strip()]
         if not 1 <= max_citations <= 10:
             raise InputError("max_citations must be between 1 and 10")
+        doc_filter = DocumentFilter.parse(since, until, source)
         with self.index.store.snapshot():  # one committed state, even while a writer commits
-            cands = collect_candidates(self.index, with_context(question, history), focus=question)
-            return compose(self.index, question, cands, self.params.for_language(cands.lang), max_citations,
-                           self.reader)
+            scope = Scope.of(self.index, doc_filter) if doc_filter else None
+            if scope is not None and not scope.doc_ids:
+                return no_documents_answer(question, language(question), scope.filter, self.index.store.sources())
+            cands = collect_candidates(self.index, with_context(question, history), focus=question, scope=scope)
+            answer = compose(self.index, question, cands, self.params.for_language(cands.lang), max_citations,
+                             self.reader)
+        if scope is not None:
+            answer.filter = scope.filter.to_json(len(scope.doc_ids))
+        return answer
 
-    def as_retriever(self, similarity_top_k: int = 10) -> TanyaRetriever:
-        return TanyaRetriever(self.index, self.params, similarity_top_k)
+    def matching_documents(self, since: str | None = None, until: str | None = None,
+                           source: str | Sequence[str] | None = None) -> dict | None:
+        """The filter these values make, with how many documents it allows (None when they restrict nothing):
+        what ``ask`` reports as its answer's ``filter``."""
+        doc_filter = DocumentFilter.parse(since, until, source)
+        if doc_filter is None:
+            return None
+        return doc_filter.to_json(len(self.index.store.allowed_documents(doc_filter)))
+
+    def as_retriever(self, similarity_top_k: int = 10, since: str | None = None, until: str | None = None,
+                     source: str | Sequence[str] | None = None) -> TanyaRetriever:
+        return TanyaRetriever(self.index, self.params, similarity_top_k, DocumentFilter.parse(since, until, source))

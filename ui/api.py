@@ -51,14 +51,27 @@ def whole_number(value: object) -> object:
 WholeNumber = Annotated[int, BeforeValidator(whole_number)]
 
 
-class AskRequest(BaseModel):
+class FilterFields(BaseModel):
+    """Restrict to articles by publication date and publisher (index/filters.py); a bad date is a 400."""
+
+    since: str | None = Field(default=None, max_length=100, description="only articles published on or after "
+                              "this date (YYYY-MM-DD, YYYY-MM or YYYY); undated articles are left out")
+    until: str | None = Field(default=None, max_length=100, description="only articles published on or before it")
+    source: str | list[Annotated[str, Field(max_length=200)]] | None = Field(
+        default=None, max_length=200, description="only articles of this publisher (or any of these), any case")
+
+    def filters(self) -> dict:
+        return {"since": self.since, "until": self.until, "source": self.source}
+
+
+class AskRequest(FilterFields):
     question: str = Field(description=f"the question (Indonesian or English), {QUESTION}")
     history: list[str] = Field(
         default_factory=list, max_length=MAX_HISTORY, description="earlier questions of the conversation")
     k: WholeNumber = Field(default=3, ge=1, le=10, description="at most this many cited sentences")
 
 
-class RetrieveRequest(BaseModel):
+class RetrieveRequest(FilterFields):
     query: str = Field(description=QUESTION)
     k: WholeNumber = Field(default=10, ge=1, le=MAX_K)
 
@@ -194,15 +207,17 @@ def create_app(tanya: Tanya, api_token: str | None = None) -> FastAPI:
         """The answer with its citations: the same JSON as ``tanya ask --json``."""
         if len(tanya.index.bm25) == 0:  # in memory; counting the store would scan it per question
             raise HTTPException(409, "the index is empty: add documents first")
-        return tanya.ask(body.question, history=body.history, max_citations=body.k).to_json()
+        return tanya.ask(body.question, history=body.history, max_citations=body.k, **body.filters()).to_json()
 
     @app.post("/api/retrieve", tags=["answers"], responses=errors(400, 413, 422, 503), max_body_size=MAX_BODY_BYTES)
     def retrieve(body: RetrieveRequest) -> dict:
         """Hybrid retrieval only: ranked chunks with exact offsets and their fused, dense and BM25 scores."""
         with tanya.index.store.snapshot():  # the titles of the very documents retrieved
-            hits = tanya.retrieve(body.query, k=body.k)
+            hits = tanya.retrieve(body.query, k=body.k, **body.filters())
             titles = tanya.index.store.titles({h.doc_id for h in hits}) if hits else {}
-        return {"query": body.query, "results": [{**asdict(h), "title": titles[h.doc_id][0]} for h in hits]}
+            matching = tanya.matching_documents(**body.filters())
+        return {"query": body.query, "results": [{**asdict(h), "title": titles[h.doc_id][0]} for h in hits],
+                "filter": matching}
 
     @app.get("/api/documents", tags=["documents"])
     def documents() -> dict:

@@ -38,13 +38,16 @@ def json_line(row: object) -> str:
 
 
 def check_text_arguments(args: argparse.Namespace) -> None:
-    for name, value in vars(args).items():
-        if name in PATH_ARGUMENTS or not isinstance(value, str):
+    for name, given in vars(args).items():
+        if name in PATH_ARGUMENTS:
             continue
-        bad = next((c for c in value if "\udc80" <= c <= "\udcff"), None)
-        if bad is not None:
-            raise InputError(f"the {name.replace('_', ' ')} argument is not UTF-8 text (byte "
-                             f"0x{ord(bad) - 0xDC00:02x} at character {value.index(bad) + 1})")
+        for value in given if isinstance(given, list) else [given]:  # --source may be repeated
+            if not isinstance(value, str):
+                continue
+            bad = next((c for c in value if "\udc80" <= c <= "\udcff"), None)
+            if bad is not None:
+                raise InputError(f"the {name.replace('_', ' ')} argument is not UTF-8 text (byte "
+                                 f"0x{ord(bad) - 0xDC00:02x} at character {value.index(bad) + 1})")
 
 
 def _open(args: argparse.Namespace, need_documents: bool = False):
@@ -57,6 +60,20 @@ def _open(args: argparse.Namespace, need_documents: bool = False):
     return tanya
 
 
+def _filters(args: argparse.Namespace) -> dict:
+    """The --since/--until/--source values, as ``Tanya.ask`` and ``Tanya.retrieve`` take them."""
+    return {"since": args.since, "until": args.until, "source": args.source}
+
+
+def _filter_note(doc_filter: dict | None) -> str:
+    if doc_filter is None:
+        return ""
+    from index.filters import DocumentFilter
+
+    described = DocumentFilter(doc_filter["since"], doc_filter["until"], tuple(doc_filter["source"])).describe()
+    return f"filter: {described}; {doc_filter['documents']} documents match"
+
+
 def _print_answer(answer, out=sys.stdout) -> None:
     if answer.short_answer:  # the reader's short answer first, then the sentences that hold it
         print(f"» {printable(answer.short_answer.text, keep_lines=False)}\n", file=out)
@@ -64,7 +81,11 @@ def _print_answer(answer, out=sys.stdout) -> None:
     if answer.citations:
         print(file=out)
         for c in answer.citations:
-            print(f"[{c.n}] {printable(c.title, keep_lines=False)} ({c.doc_id}, chars {c.start}-{c.end})", file=out)
+            when = f", {c.date}" if c.date else ""
+            print(f"[{c.n}] {printable(c.title, keep_lines=False)} ({c.doc_id}{when}, chars {c.start}-{c.end})",
+                  file=out)
+    if answer.filter is not None:
+        print(f"\n({printable(_filter_note(answer.filter), keep_lines=False)})", file=out)
 
 
 def cmd_index(args: argparse.Namespace) -> int:
@@ -89,13 +110,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
             if not question:
                 continue
             try:
-                row = tanya.ask(question).to_json()
+                row = tanya.ask(question, **_filters(args)).to_json()
             except QuestionError as exc:
                 row = {"question": question[:200], "error": str(exc), "answer": "", "abstained": True,
                        "citations": []}
             print(json_line(row), flush=True)
         return 0
-    answer = tanya.ask(check_question(args.question))
+    answer = tanya.ask(check_question(args.question), **_filters(args))
     if args.json:
         print(json_line(answer.to_json()))
     else:
@@ -108,8 +129,11 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
 
     tanya = _open(args, need_documents=True)
     with tanya.index.store.snapshot():  # the titles of the very documents retrieved
-        hits = tanya.retrieve(args.query, k=args.k)
+        hits = tanya.retrieve(args.query, k=args.k, **_filters(args))
         titles = tanya.index.store.titles({h.doc_id for h in hits}) if hits else {}
+        matching = tanya.matching_documents(**_filters(args))
+    if matching is not None:
+        print(printable(_filter_note(matching), keep_lines=False), file=sys.stderr)
     if args.json:
         for h in hits:
             print(json_line({**asdict(h), "title": titles[h.doc_id][0]}))
@@ -176,7 +200,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if not question:
             continue
         try:
-            answer = tanya.ask(question, history=history)
+            answer = tanya.ask(question, history=history, **_filters(args))
         except QuestionError as exc:
             print(f"error: {exc}")
             continue
@@ -213,6 +237,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from eval.runner import evaluate
+    from index.filters import DocumentFilter
     from index.home import DataHome
 
     sets = [s for s in args.sets.split(",") if s] if args.sets is not None else ([] if args.gold else
@@ -220,7 +245,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     evaluate(DataHome.resolve(args.home, args.chroma_url), sets, Path(args.out) if args.out else None,
              gold=Path(args.gold) if args.gold else None, corpus=Path(args.corpus) if args.corpus else None,
              limit=args.limit, command="tanya " + " ".join(sys.argv[1:]) if argv_is_cli() else "tanya eval",
-             progress=not args.quiet, baseline=not args.no_baseline)
+             progress=not args.quiet, baseline=not args.no_baseline,
+             doc_filter=DocumentFilter.parse(args.since, args.until, args.source))
     return 0
 
 
@@ -260,14 +286,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("index", cmd_index, "index folders, .txt/.md files, news pages (.html/.htm) or .jsonl files (incremental)")
     p.add_argument("paths", nargs="+", help="folder, .txt/.md/.html/.htm file or .jsonl file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    def add_filters(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--since", metavar="DATE", help="only articles published on or after DATE (YYYY-MM-DD, "
+                       "YYYY-MM or YYYY; undated articles are left out)")
+        p.add_argument("--until", metavar="DATE", help="only articles published on or before DATE")
+        p.add_argument("--source", metavar="PUBLISHER", action="append",
+                       help="only articles of this publisher (as `tanya docs` shows it, any case; repeat for several)")
+
     p = add("ask", cmd_ask, "answer a question with cited sentences ('-' reads one question per stdin line "
             "and writes JSON lines)")
     p.add_argument("question")
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    add_filters(p)
     p = add("retrieve", cmd_retrieve, "show the ranked chunks for a query (hybrid retrieval only)")
     p.add_argument("query")
     p.add_argument("-k", "--k", type=int, default=10)
     p.add_argument("--json", action="store_true")
+    add_filters(p)
     p = add("docs", cmd_docs, "list the indexed documents")
     p.add_argument("--json", action="store_true")
     p = add("show", cmd_show, "print a document's text (control characters shown as \\x.. escapes)")
@@ -276,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("delete", cmd_delete, "remove a document from the index")
     p.add_argument("doc_id")
     add("check", cmd_check, "verify that the documents, Chroma's vectors and BM25 agree (exit 1 if not)")
-    add("chat", cmd_chat, "a conversation in the terminal (follow-up questions use the previous ones)")
+    p = add("chat", cmd_chat, "a conversation in the terminal (follow-up questions use the previous ones)")
+    add_filters(p)
     p = add("serve", cmd_serve, "serve the HTTP API (and the web chat) on 127.0.0.1")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (non-loopback needs TANYA_API_TOKEN)")
     p.add_argument("--port", type=int, default=7860)
@@ -291,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="report folder (default: DATA_HOME/eval/reports/TIMESTAMP)")
     p.add_argument("--limit", type=int, help="ask only the first N questions of each part (a quick look)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_filters(p)
     add("provision", cmd_provision, "convert the bundled embedding model (done automatically on first use)")
     return parser
 

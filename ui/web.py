@@ -25,7 +25,9 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from index.documents import Document, InputError, read_paths
+from index.filters import DocumentFilter
 from index.index import IndexBusy
+from index.lexical import language
 from index.vectors import StoreUnavailable
 from rag.answer import Answer
 from rag.tanya import QuestionError, Tanya, check_question
@@ -56,7 +58,9 @@ I18N = gr.I18n(
         "open": "Open a source to read it in its article", "chat_tab": "Chat", "docs_tab": "Documents",
         "examples": "Try asking", "document": "Document", "delete": "Delete", "add": "Add to the index",
         "upload": "Add .txt, .md, .html or .jsonl files",
-        "token": "API token (TANYA_API_TOKEN), needed to add or delete"},
+        "token": "API token (TANYA_API_TOKEN), needed to add or delete", "filters": "Filter by date and publisher",
+        "since": "Published on or after (YYYY-MM-DD)", "until": "Published on or before (YYYY-MM-DD)",
+        "publishers": "Publishers (none: all)", "order": "Sort by", "show": "Show"},
     id={"header": "## Tanya\nJawaban tentang artikel berita Anda, masing-masing dengan kalimat sumbernya.",
         "empty_chat": "Bertanyalah dalam bahasa Indonesia atau Inggris. Setiap jawaban mengutip artikel beserta "
                       "sumbernya; bila artikel tidak memuat jawabannya, Tanya akan mengatakannya.",
@@ -64,7 +68,10 @@ I18N = gr.I18n(
         "sources": "Sumber", "open": "Buka sumber untuk membacanya di artikelnya", "chat_tab": "Obrolan",
         "docs_tab": "Dokumen", "examples": "Coba tanyakan", "document": "Dokumen", "delete": "Hapus",
         "add": "Tambahkan ke indeks", "upload": "Tambahkan berkas .txt, .md, .html atau .jsonl",
-        "token": "Token API (TANYA_API_TOKEN), diperlukan untuk menambah atau menghapus"},
+        "token": "Token API (TANYA_API_TOKEN), diperlukan untuk menambah atau menghapus",
+        "filters": "Saring menurut tanggal dan penerbit", "since": "Terbit sejak (YYYY-MM-DD)",
+        "until": "Terbit sampai (YYYY-MM-DD)", "publishers": "Penerbit (kosong: semua)", "order": "Urutkan",
+        "show": "Tampilkan"},
 )
 
 
@@ -97,9 +104,9 @@ def article_html(tanya: Tanya, doc_id: str, start: int, end: int, span: tuple[in
 
 
 def reply_html(answer: Answer) -> str:
-    """The assistant's bubble: the short answer in bold, then each cited sentence once with its [n].
-    Every piece of text is escaped; the only markup is the bold."""
-    body = bubble(answer.answer)
+    """The assistant's bubble: the short answer in bold, then each cited sentence once with its [n] (and
+    the filter it was asked under). Every piece of text is escaped; the only markup is the bold."""
+    body = bubble(answer.answer + filter_note(answer))
     if answer.short_answer is None:
         return body
     return f"<strong>{bubble(answer.short_answer.text)}</strong>\n\n{body}"
@@ -139,8 +146,38 @@ def example_questions(tanya: Tanya, limit: int = 3) -> list[str]:
     return [f"Apa isi berita \u201c{short(d.title.rstrip(' .…'))}\u201d?" for d in tanya.documents()[:limit]]
 
 
-def documents_table(tanya: Tanya) -> list[list[object]]:
-    return [[d.doc_id, d.title, d.date or "", d.sentences] for d in tanya.documents()]
+DOCUMENT_COLUMNS = ["id", "title", "date", "publisher", "sentences"]
+ORDERS = {  # the Documents tab's sort orders; undated documents come last in both date orders
+    "newest": lambda d: (d.date is None, [-int(p) for p in (d.date or "0").split("-")], d.doc_id),
+    "oldest": lambda d: (d.date is None, d.date or "", d.doc_id),
+    "publisher": lambda d: (not d.source, (d.source or "").casefold(), d.doc_id),
+    "id": lambda d: d.doc_id,
+}
+
+
+def documents_table(tanya: Tanya, since: str | None = None, until: str | None = None,
+                    sources: list[str] | None = None, order: str = "id") -> list[list[object]]:
+    """The Documents tab's rows: the documents a filter allows (index/filters.py), in ``order``."""
+    docs = tanya.documents()
+    doc_filter = DocumentFilter.parse(since, until, sources)
+    if doc_filter is not None:
+        allowed = tanya.index.store.allowed_documents(doc_filter)
+        docs = [d for d in docs if d.doc_id in allowed]
+    docs.sort(key=ORDERS.get(order, ORDERS["id"]))  # type: ignore[arg-type]
+    return [[d.doc_id, d.title, d.date or "", d.source or "", d.sentences] for d in docs]
+
+
+def publisher_choices(tanya: Tanya) -> list[tuple[str, str]]:
+    return [(f"{name} ({n})", name) for name, n in tanya.index.store.sources()]
+
+
+def filter_note(answer: Answer) -> str:
+    """The line under a filtered answer: what restricted it (the answer itself says when nothing matched)."""
+    if answer.filter is None or answer.filter["documents"] == 0:
+        return ""
+    f = answer.filter
+    described = DocumentFilter(f["since"], f["until"], tuple(f["source"])).describe(language(answer.question))
+    return f"\n\n({described}: {f['documents']})"
 
 
 def document_choices(tanya: Tanya) -> list[tuple[str, str]]:
@@ -172,11 +209,23 @@ def build_ui(tanya: Tanya, api_token: str | None = None) -> gr.Blocks:
             examples = gr.Dataset(components=[gr.Textbox(visible=False)], samples=[[q] for q in
                                                                                    example_questions(tanya)],
                                   label=I18N("examples"), elem_id="tanya-examples")
+            with gr.Accordion(I18N("filters"), open=False, elem_id="tanya-filters"), gr.Row():  # type: ignore[arg-type]
+                since = gr.Textbox(label=I18N("since"), max_length=40, elem_id="tanya-since")
+                until = gr.Textbox(label=I18N("until"), max_length=40, elem_id="tanya-until")
+                publishers = gr.Dropdown(choices=publisher_choices(tanya), multiselect=True,
+                                         label=I18N("publishers"), elem_id="tanya-publishers")
             sources = gr.Radio(choices=[], label=I18N("sources"), info=I18N("open"), elem_id="tanya-sources",
                                type="index", visible=False)
             article = gr.HTML(elem_id="tanya-article")
         with gr.Tab(I18N("docs_tab"), elem_id="tanya-docs-tab") as docs_tab:
-            table = gr.Dataframe(value=lambda: documents_table(tanya), headers=["id", "title", "date", "sentences"],
+            with gr.Row():
+                doc_since = gr.Textbox(label=I18N("since"), max_length=40, elem_id="tanya-doc-since")
+                doc_until = gr.Textbox(label=I18N("until"), max_length=40, elem_id="tanya-doc-until")
+                doc_publishers = gr.Dropdown(choices=publisher_choices(tanya), multiselect=True,
+                                             label=I18N("publishers"), elem_id="tanya-doc-publishers")
+                order = gr.Dropdown(choices=list(ORDERS), value="id", label=I18N("order"), elem_id="tanya-doc-order")
+            show = gr.Button(I18N("show"), elem_id="tanya-doc-show")
+            table = gr.Dataframe(value=lambda: documents_table(tanya), headers=DOCUMENT_COLUMNS,
                                  interactive=False, elem_id="tanya-doc-table", wrap=True)
             with gr.Row():
                 chosen = gr.Dropdown(choices=document_choices(tanya), label=I18N("document"), scale=4,
@@ -190,10 +239,12 @@ def build_ui(tanya: Tanya, api_token: str | None = None) -> gr.Blocks:
             status = gr.HTML(elem_id="tanya-doc-status")  # HTML of escaped text only: Markdown would render links
             document_view = gr.HTML(elem_id="tanya-doc-view")
 
-        def respond(text: str, messages: list[dict]) -> tuple[list[dict], str, list[dict], gr.Radio, str]:
+        def respond(text: str, messages: list[dict], since: str | None = None, until: str | None = None,
+                    publishers: list[str] | None = None) -> tuple[list[dict], str, list[dict], gr.Radio, str]:
             messages = messages or []
             try:
-                answer: Answer = tanya.ask(text, history=asked_before(messages))
+                answer: Answer = tanya.ask(text, history=asked_before(messages), since=since, until=until,
+                                           source=publishers)
             except (InputError, StoreUnavailable) as exc:  # StoreUnavailable: e.g. the Chroma server is down
                 messages = [*messages, {"role": "user", "content": bubble(text)},
                             {"role": "assistant", "content": bubble(f"⚠ {exc}")}]
@@ -215,13 +266,24 @@ def build_ui(tanya: Tanya, api_token: str | None = None) -> gr.Blocks:
             return article_html(tanya, c["doc_id"], c["start"], c["end"], tuple(span) if span else None)
 
         outputs = [chatbot, question, citations, sources, article]
+        asked = [question, chatbot, since, until, publishers]
         for trigger in (send.click, question.submit):
-            trigger(respond, [question, chatbot], outputs)
-        examples.click(lambda sample, messages: respond(sample[0], messages), [examples, chatbot], outputs)
+            trigger(respond, asked, outputs)
+        examples.click(lambda sample, *rest: respond(sample[0], *rest), [examples, *asked[1:]], outputs)
         sources.change(open_source, [sources, citations], article).then(None, js=SCROLL_TO_CITED)
 
-        def refreshed() -> tuple[list[list[object]], gr.Dropdown]:
-            return documents_table(tanya), gr.Dropdown(choices=document_choices(tanya), value=None)
+        def listed(since: str | None, until: str | None, chosen_publishers: list[str] | None,
+                   order: str) -> tuple[list[list[object]], str]:
+            try:
+                return documents_table(tanya, since, until, chosen_publishers, order), ""
+            except InputError as exc:  # a date that is not one
+                return documents_table(tanya, order=order), f"⚠ {html.escape(str(exc))}"
+
+        def refreshed() -> tuple[list[list[object]], gr.Dropdown, gr.Dropdown, gr.Dropdown]:
+            """After a change to the documents: all of them listed again, and the publishers anew."""
+            choices = publisher_choices(tanya)
+            return (documents_table(tanya), gr.Dropdown(choices=document_choices(tanya), value=None),
+                    gr.Dropdown(choices=choices), gr.Dropdown(choices=choices))
 
         # Gradio shows the indexing progress bar (tqdm) through this default argument.
         def add_files(files: list[str] | None, token: str | None = None,
@@ -251,13 +313,16 @@ def build_ui(tanya: Tanya, api_token: str | None = None) -> gr.Blocks:
                 return f"⚠ {html.escape(doc_id)}: no longer in the index", *refreshed(), ""
             return f"✓ {html.escape(doc_id)}", *refreshed(), ""
 
-        add.click(add_files, [upload, token], [status, table, chosen, upload])
-        delete.click(delete_document, [chosen, token], [status, table, chosen, document_view])
+        listing = [table, chosen, publishers, doc_publishers]
+        add.click(add_files, [upload, token], [status, *listing, upload])
+        delete.click(delete_document, [chosen, token], [status, *listing, document_view])
         chosen.change(lambda doc_id: whole_article_html(tanya, doc_id), chosen, document_view)
+        show.click(listed, [doc_since, doc_until, doc_publishers, order], [table, status])
+        order.change(listed, [doc_since, doc_until, doc_publishers, order], [table, status])
         # The documents change under the page (the API, another process): list them afresh whenever the page
         # opens and whenever the Documents tab is shown, rather than as they were at start-up.
-        demo.load(refreshed, None, [table, chosen], api_visibility="private")
-        docs_tab.select(refreshed, None, [table, chosen], api_visibility="private")
+        demo.load(refreshed, None, listing, api_visibility="private")
+        docs_tab.select(refreshed, None, listing, api_visibility="private")
     return demo
 
 
