@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
-from tests.helpers import REPO, http, served_over_stoppable_chroma
+from tests.helpers import KIRBY_DOC, REPO, THOMAS_DOC, http, served_over_stoppable_chroma
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
@@ -285,6 +285,64 @@ def test_documents_added_elsewhere_can_be_opened_and_deleted_from_the_page(page:
         expect(page.locator("#tanya-doc-status")).to_contain_text("no longer in the index", timeout=60_000)
     finally:
         http("DELETE", f"{server}/api/documents/dari-api")
+
+
+TWO_PAPERS = [
+    {"id": "koran-satu", "title": "Banjir Bekasi", "date": "2019-09-02", "source": "kompas.com",
+     "text": "Banjir merendam 300 rumah di Bekasi pada Senin. Warga mengungsi ke masjid."},
+    {"id": "koran-dua", "title": "Banjir Karawang", "date": "2019-10-05", "source": "tempo.co",
+     "text": "Banjir merendam 120 rumah di Karawang pada Sabtu. Warga mengungsi ke balai desa."},
+]
+
+
+def test_the_chat_and_the_documents_tab_filter_by_date_and_publisher(page: Page, server: str) -> None:
+    """The same filtered answer as the API's; a filter that allows nothing says so; the Documents tab lists
+    the documents of a period, newest first."""
+    question = "Berapa rumah yang terendam banjir?"
+    assert http("POST", f"{server}/api/documents", {"documents": TWO_PAPERS})[0] == 200
+    try:
+        _, expected = http("POST", f"{server}/api/ask", {"question": question, "source": "tempo.co"})
+        assert [c["doc_id"] for c in expected["citations"]] == ["koran-dua"]
+        page.reload()  # the publishers are listed as the page loads
+        page.wait_for_selector("#tanya-question textarea", timeout=60_000)
+        page.get_by_text("Filter by date and publisher").click()
+        page.click("#tanya-publishers input")
+        page.get_by_role("option", name="tempo.co (1)").click()
+        ask(page, question)
+        page.wait_for_selector("#tanya-sources label", timeout=60_000)
+        bubble = page.locator("#tanya-chat .message").last.inner_text()
+        assert expected["answer"] in bubble and "(filter: penerbit tempo.co; 1 dokumen)" in bubble
+        assert page.locator("#tanya-sources label").all_inner_texts() == ["[1] Banjir Karawang (2019-10-05)"]
+
+        page.fill("#tanya-since textarea, #tanya-since input", "2030")
+        ask(page, "Berapa rumah yang terendam banjir di Bekasi?")
+        expect(page.locator("#tanya-chat .message").last).to_contain_text(
+            "Tidak ada dokumen di korpus yang cocok dengan filter (terbit sejak 2030; penerbit tempo.co)",
+            timeout=60_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "chat-filters.png"), full_page=True)
+
+        open_documents_tab(page)
+        page.click("#tanya-doc-order input")
+        page.get_by_role("option", name="newest").click()
+        listed = "() => document.querySelector('#tanya-doc-table').innerText"
+        ids = ["koran-dua", "koran-satu", THOMAS_DOC, KIRBY_DOC]  # 2019-10-05, 2019-09-02, 2016-09-20, 2016-03-14
+        page.wait_for_function(f"ids => {{ const t = ({listed})(); const at = ids.map(i => t.indexOf(i));"
+                               " return at.every((p, n) => p >= 0 && (n === 0 || at[n - 1] < p)); }", arg=ids,
+                               timeout=30_000)
+        page.fill("#tanya-doc-since textarea, #tanya-doc-since input", "2019-09")
+        page.fill("#tanya-doc-until textarea, #tanya-doc-until input", "2019-09-30")
+        page.click("#tanya-doc-show")
+        page.wait_for_function(f"() => !({listed})().includes('{KIRBY_DOC}')", timeout=30_000)
+        shown = page.inner_text("#tanya-doc-table")
+        assert "koran-satu" in shown and "kompas.com" in shown
+        assert not any(i in shown for i in ("koran-dua", THOMAS_DOC, KIRBY_DOC))
+        page.fill("#tanya-doc-since textarea, #tanya-doc-since input", "bulan lalu")
+        page.click("#tanya-doc-show")
+        expect(page.locator("#tanya-doc-status")).to_contain_text("is not a date", timeout=30_000)
+    finally:
+        for doc in TWO_PAPERS:
+            http("DELETE", f"{server}/api/documents/{doc['id']}")
 
 
 def test_the_api_docs_page_reads_offline(browser: Browser, server: str) -> None:

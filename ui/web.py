@@ -25,7 +25,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from index.documents import Document, InputError, read_paths
-from index.filters import DocumentFilter
+from index.filters import DocumentFilter, first_day
 from index.index import IndexBusy
 from index.lexical import language
 from index.vectors import StoreUnavailable
@@ -147,9 +147,10 @@ def example_questions(tanya: Tanya, limit: int = 3) -> list[str]:
 
 
 DOCUMENT_COLUMNS = ["id", "title", "date", "publisher", "sentences"]
-ORDERS = {  # the Documents tab's sort orders; undated documents come last in both date orders
-    "newest": lambda d: (d.date is None, [-int(p) for p in (d.date or "0").split("-")], d.doc_id),
-    "oldest": lambda d: (d.date is None, d.date or "", d.doc_id),
+ORDERS = {  # the Documents tab's sort orders; undated documents come last in both date orders, and a
+    # partial date (2019-09) counts as its first day
+    "newest": lambda d: (d.date is None, -first_day(d.date) if d.date else 0, d.doc_id),
+    "oldest": lambda d: (d.date is None, first_day(d.date) if d.date else 0, d.doc_id),
     "publisher": lambda d: (not d.source, (d.source or "").casefold(), d.doc_id),
     "id": lambda d: d.doc_id,
 }
@@ -164,7 +165,7 @@ def documents_table(tanya: Tanya, since: str | None = None, until: str | None = 
         allowed = tanya.index.store.allowed_documents(doc_filter)
         docs = [d for d in docs if d.doc_id in allowed]
     docs.sort(key=ORDERS.get(order, ORDERS["id"]))  # type: ignore[arg-type]
-    return [[d.doc_id, d.title, d.date or "", d.source or "", d.sentences] for d in docs]
+    return [[d.doc_id, d.title[:80], d.date or "", d.source or "", d.sentences] for d in docs]
 
 
 def publisher_choices(tanya: Tanya) -> list[tuple[str, str]]:
@@ -175,9 +176,9 @@ def filter_note(answer: Answer) -> str:
     """The line under a filtered answer: what restricted it (the answer itself says when nothing matched)."""
     if answer.filter is None or answer.filter["documents"] == 0:
         return ""
-    f = answer.filter
-    described = DocumentFilter(f["since"], f["until"], tuple(f["source"])).describe(language(answer.question))
-    return f"\n\n({described}: {f['documents']})"
+    f, lang = answer.filter, language(answer.question)
+    described = DocumentFilter(f["since"], f["until"], tuple(f["source"])).describe(lang)
+    return f"\n\n(filter: {described}; {f['documents']} {'documents' if lang == 'en' else 'dokumen'})"
 
 
 def document_choices(tanya: Tanya) -> list[tuple[str, str]]:
