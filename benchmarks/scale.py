@@ -10,7 +10,8 @@ was stopped resumes where it was (only the new part is timed).
 Per size it measures, on the machine it runs on:
 - indexing throughput of the part built in this run;
 - ``ask`` and ``retrieve`` latency (FacQA valid questions, Indonesian and English) through the Python
-  API, with embedded Chroma and with the same vectors served by ``chroma run``;
+  API, with embedded Chroma and with the same vectors served by ``chroma run``; ``ask`` under a publisher
+  filter and a date-range filter (``bench_filters``), against the unfiltered ``ask``;
 - ``tanya serve``: seconds from start to the chat page, and RSS after answering questions over HTTP;
 - at the largest size: adding, replacing and deleting one article.
 Once per run: the indexing overhead (index time / raw ``encode`` of the same texts, on a sample).
@@ -20,6 +21,7 @@ Results go to ``OUT/scale.json`` and ``OUT/scale.md`` with plots (``OUT/scale.pn
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -90,6 +92,34 @@ def latency(tanya: Tanya, asked: list[str]) -> dict[str, float]:
     retrieve_ms = [timed(tanya.retrieve, q) for q in asked]
     return {"ask_p50_ms": percentile(ask_ms, 50), "ask_p95_ms": percentile(ask_ms, 95),
             "retrieve_p50_ms": percentile(retrieve_ms, 50), "retrieve_p95_ms": percentile(retrieve_ms, 95)}
+
+
+def bench_filters(tanya: Tanya) -> dict[str, dict]:
+    """Two filters of the kind people use, chosen from the index itself: one publisher of middling size,
+    and the middle half of the publication dates (an undated corpus gets neither)."""
+    dates = sorted(d.date for d in tanya.documents() if d.date)
+    sources = tanya.index.store.sources()
+    out: dict[str, dict] = {}
+    if sources:
+        out["source"] = {"source": sources[len(sources) // 2][0]}
+    if dates:
+        out["dates"] = {"since": dates[len(dates) // 4], "until": dates[3 * len(dates) // 4]}
+    return out
+
+
+def filtered_latency(tanya: Tanya, asked: list[str]) -> dict[str, float | str]:
+    """``ask`` under each of ``bench_filters``: latency, and its ratio to the unfiltered p50 (issue 15:
+    a filtered question should cost at most 1.5 times an unfiltered one)."""
+    figures: dict[str, float | str] = {}
+    plain = [timed(tanya.ask, q) for q in asked]
+    for name, filters in bench_filters(tanya).items():
+        matching = tanya.matching_documents(**filters) or {"documents": 0}
+        took = [timed(functools.partial(tanya.ask, **filters), q) for q in asked]
+        figures |= {f"{name}_filter": json.dumps(filters), f"{name}_filter_documents": matching["documents"],
+                    f"{name}_filtered_ask_p50_ms": percentile(took, 50),
+                    f"{name}_filtered_ask_p95_ms": percentile(took, 95),
+                    f"{name}_filtered_over_plain_p50": percentile(took, 50) / percentile(plain, 50)}
+    return figures
 
 
 def overhead(docs: list[Document]) -> dict[str, float]:
@@ -234,9 +264,10 @@ def main() -> None:
         home = args.work / f"home-{size}"
         if home.exists() and not (home / "documents.sqlite3").exists():
             shutil.rmtree(home)
-        row = build(home, selections[size])
+        row: dict[str, float | str] = dict(build(home, selections[size]))
         tanya = Tanya.open(home)
         row |= latency(tanya, asked)
+        row |= filtered_latency(tanya, asked)
         if size == sizes[-1]:
             row |= incremental(tanya, new_article())
         tanya.close()
@@ -288,12 +319,16 @@ def write_report(results: dict, out: Path) -> None:  # type: ignore[type-arg]
     fig.savefig(out / "scale.png", dpi=110)
     columns = ["documents", "chunks", "sentences", "documents_per_second", "ask_p50_ms", "ask_p95_ms",
                "retrieve_p50_ms", "retrieve_p95_ms", "server_ask_p50_ms", "server_ask_p95_ms",
-               "serve_ready_s", "serve_rss_mb", "serve_peak_rss_mb"]
+               "source_filtered_ask_p50_ms", "dates_filtered_ask_p50_ms", "source_filtered_over_plain_p50",
+               "dates_filtered_over_plain_p50", "serve_ready_s", "serve_rss_mb", "serve_peak_rss_mb"]
     lines = ["| " + " | ".join(c.replace("_", " ") for c in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for _, r in rows]
     largest = rows[-1][1]
     lines += ["", f"One article ({_fmt(largest.get('article_chars'))} characters) at the largest size: " + ", ".join(
         f"{k.removesuffix('_ms')} {_fmt(largest.get(k))} ms" for k in ("add_ms", "replace_ms", "delete_ms"))]
+    lines += [f"Filters at the largest size ({name}): {largest[f'{name}_filter']}, "
+              f"{_fmt(largest[f'{name}_filter_documents'])} documents"
+              for name in ("source", "dates") if f"{name}_filter" in largest]
     if "overhead" in results:
         o = results["overhead"]
         lines += [f"Indexing overhead over raw encode ({o['documents']} articles, {o['chunks']} chunks, "

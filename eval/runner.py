@@ -7,14 +7,24 @@ import time
 from pathlib import Path
 
 from eval.report import terminal_table, write_report
-from eval.suite import NO_READER, EvalSet, custom_set, facqa_set, idk_set, run_set, seed_set, summarize_by_language
+from eval.suite import (
+    NO_READER,
+    EvalSet,
+    custom_set,
+    facqa_set,
+    followups_set,
+    idk_set,
+    run_set,
+    seed_set,
+    summarize_by_language,
+)
 from index.documents import InputError
 from index.filters import DocumentFilter
 from index.home import DataHome
 from rag.params import Params
 from rag.tanya import Tanya
 
-BUILT_IN_SETS = ("seed", "facqa", "idk")
+BUILT_IN_SETS = ("seed", "followups", "facqa", "idk")
 
 
 def evaluate(home: DataHome, sets: list[str], out_dir: Path | None, gold: Path | None = None,
@@ -39,6 +49,8 @@ def evaluate(home: DataHome, sets: list[str], out_dir: Path | None, gold: Path |
     built: list[EvalSet] = []
     if "seed" in sets:
         built.append(seed_set(eval_root, model_dir))
+    if "followups" in sets:
+        built.append(followups_set(eval_root, model_dir))
     if "facqa" in sets:
         built.append(facqa_set(eval_root, model_dir))
     if "idk" in sets:

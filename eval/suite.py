@@ -7,6 +7,8 @@ A set is one or more (index, questions) parts. Built in:
   the not-in-corpus questions: the valid questions whose passage no train question uses, asked against a
   copy of the index without those passages, keeping only those whose answer string occurs nowhere in
   what is left (so no remaining passage can answer them);
+- ``followups``: chains of follow-up questions in Indonesian and English over ``corpus/`` and a CLICK-ID
+  sample (``followups_set``);
 - a user's own JSONL (``--gold``), asked against ``--corpus`` (indexed separately) or the user's index.
 
 Every question is asked with ``Tanya.ask`` (timed: that is the latency reported) and its candidates are
@@ -309,6 +311,21 @@ def idk_set(eval_root: Path, model_dir: Path, path: Path = IDK_MRC_VALID) -> Eva
                  for doc, p in zip(docs, paragraphs, strict=True) for qa in p["qas"]]
     return EvalSet("idk", [(tanya, questions)], f"IDK-MRC valid: {len(questions)} questions, all {len(docs)} "
                    "paragraphs indexed together (unanswerable questions are on a paragraph's topic)")
+
+
+FOLLOWUPS_GOLD = Path(__file__).parent / "data" / "followups_gold.jsonl"
+CLICKID_SAMPLE = Path(__file__).parent / "data" / "clickid_sample.jsonl"
+
+
+def followups_set(eval_root: Path, model_dir: Path) -> EvalSet:
+    """Conversations of three questions (who, when or where, what did he say), each in Indonesian and in
+    English, over the seed articles and 40 CLICK-ID news articles of one week (eval/data/README.md): the
+    follow-ups lean on the previous questions ("Apa katanya tentang ...?", "Where did he say it?")."""
+    tanya = eval_index(index_root(eval_root, "followups"), model_dir)
+    tanya.add_paths([SEED_CORPUS, CLICKID_SAMPLE], progress=True)
+    questions = load_gold(FOLLOWUPS_GOLD)
+    return EvalSet("followups", [(tanya, questions)], f"{len(questions)} questions in chains of three "
+                   f"({FOLLOWUPS_GOLD.name}) over {SEED_CORPUS.name}/ and {CLICKID_SAMPLE.name}")
 
 
 def custom_set(gold: Path, corpus: Path | None, eval_root: Path, model_dir: Path, user_index: Tanya | None

@@ -131,3 +131,23 @@ def test_eval_bad_arguments_fail_with_a_reason(tmp_path: Path, args: tuple[str, 
     result = run_cli("eval", *args, "--out", str(tmp_path / "r"), home=tmp_path / "home")
     assert result.returncode == 1
     assert result.stderr.startswith("tanya: error:") and "Traceback" not in result.stderr
+
+
+def test_the_follow_up_chains_are_sound_and_twinned() -> None:
+    """Every gold evidence and answer of the follow-up set is in its article, every chain's later questions
+    follow the one before in the same language, and each Indonesian chain has its English twin."""
+    from eval.gold import load_gold
+    from eval.suite import CLICKID_SAMPLE, FOLLOWUPS_GOLD
+    from index.documents import read_paths
+
+    texts = {d.doc_id: d.text for d in read_paths([CORPUS, CLICKID_SAMPLE])}
+    questions = load_gold(FOLLOWUPS_GOLD)
+    by_id = {q.id: q for q in questions}
+    for q in questions:
+        assert isinstance(q.doc, str) and q.evidence in texts[q.doc], q.id
+        assert any(a in texts[q.doc] for a in q.answer), q.id
+        if q.follows is not None:
+            assert by_id[q.follows].lang == q.lang and by_id[q.follows].doc == q.doc, q.id
+    follow_ups = {lang: [q.id.replace(f"-{lang}-", "-") for q in questions if q.follows and q.lang == lang]
+                  for lang in ("id", "en")}
+    assert follow_ups["id"] == follow_ups["en"] and len(follow_ups["id"]) == 16

@@ -241,7 +241,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from index.home import DataHome
 
     sets = [s for s in args.sets.split(",") if s] if args.sets is not None else ([] if args.gold else
-                                                                                  ["seed", "facqa", "idk"])
+                                                                                  ["seed", "followups", "facqa", "idk"])
     evaluate(DataHome.resolve(args.home, args.chroma_url), sets, Path(args.out) if args.out else None,
              gold=Path(args.gold) if args.gold else None, corpus=Path(args.corpus) if args.corpus else None,
              limit=args.limit, command="tanya " + " ".join(sys.argv[1:]) if argv_is_cli() else "tanya eval",
@@ -318,8 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860)
     p = add("eval", cmd_eval, "measure retrieval, citations, refusals and latency on gold question sets and "
             "write a report with plots")
-    p.add_argument("--sets", help="comma-separated built-in sets: seed, facqa, idk (default: all three, or none "
-                   "with --gold)")
+    p.add_argument("--sets", help="comma-separated built-in sets: seed, followups, facqa, idk (default: all, or "
+                   "none with --gold)")
     p.add_argument("--no-baseline", action="store_true", help="do not also answer every set without the reader")
     p.add_argument("--gold", help="your own gold questions (JSONL: id, question, lang, doc, evidence, answer, "
                    "answerable, follows)")
