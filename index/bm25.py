@@ -60,6 +60,8 @@ class BM25Index:
         self._ids = np.zeros(0, dtype=np.int64)  # row -> chunk_terms.id (ids only ever grow)
         self._keys: list[ChunkKey] = []
         self._row_of: dict[ChunkKey, int] = {}  # live rows only
+        self._doc_number: dict[str, int] = {}  # doc_id -> a number of its own (only ever grows)
+        self._row_docs = np.zeros(0, dtype=np.int32)  # row -> its document's number (for filters)
         self._lengths = np.zeros(0, dtype=np.float32)
         self._alive = np.zeros(0, dtype=bool)
         self._indptr = np.zeros(1, dtype=np.int64)  # base postings, by term id
@@ -96,8 +98,9 @@ class BM25Index:
             self._sync()
             scores = self._scores(terms)
             if only is not None and scores.size:
-                scores = np.where(np.fromiter((key[0] in only for key in self._keys), dtype=bool,
-                                              count=len(self._keys)), scores, 0)
+                allowed = np.zeros(len(self._doc_number), dtype=bool)
+                allowed[[self._doc_number[d] for d in only if d in self._doc_number]] = True
+                scores = np.where(allowed[self._row_docs], scores, 0)
             out: dict[ChunkKey, float] = {}
             if scores.size and k > 0:
                 best = np.argpartition(-scores, min(k, scores.size) - 1)[:k]
@@ -189,6 +192,7 @@ class BM25Index:
         row_ids: list[int] = []
         counts: list[int] = []
         lengths = np.zeros(len(rows), dtype=np.float32)
+        row_docs: list[int] = []
         for offset, (_, doc_id, chunk, terms) in enumerate(rows):
             tokens = terms.split()
             lengths[offset] = len(tokens)
@@ -202,8 +206,10 @@ class BM25Index:
                 counts.append(count)
             self._row_of[(doc_id, chunk)] = first + offset  # a replaced chunk's old row was dropped first
             self._keys.append((doc_id, chunk))
+            row_docs.append(self._doc_number.setdefault(doc_id, len(self._doc_number)))
         self._ids = np.concatenate([self._ids, np.array([r[0] for r in rows], dtype=np.int64)])
         self._lengths = np.concatenate([self._lengths, lengths])
+        self._row_docs = np.concatenate([self._row_docs, np.array(row_docs, dtype=np.int32)])
         self._alive = np.concatenate([self._alive, np.ones(len(rows), dtype=bool)])
         self._added_terms = np.concatenate([self._added_terms, np.array(term_ids, dtype=np.int32)])
         self._added_rows = np.concatenate([self._added_rows, np.array(row_ids, dtype=np.int32)])
@@ -228,7 +234,7 @@ class BM25Index:
         self._added_rows = self._added_rows[:0]
         self._added_tfs = self._added_tfs[:0]
         keep = np.flatnonzero(self._alive)
-        self._ids, self._lengths = self._ids[keep], self._lengths[keep]
+        self._ids, self._lengths, self._row_docs = self._ids[keep], self._lengths[keep], self._row_docs[keep]
         self._keys = [self._keys[i] for i in keep]
         self._alive = np.ones(len(keep), dtype=bool)
         self._row_of = {key: row for row, key in enumerate(self._keys)}
@@ -273,6 +279,8 @@ class BM25Index:
         self.vocab = {term: tid for tid, term in enumerate(self._terms)}
         self._keys = keys
         self._row_of = {key: row for row, key in enumerate(self._keys)}
+        self._row_docs = np.array([self._doc_number.setdefault(d, len(self._doc_number)) for d, _ in keys],
+                                  dtype=np.int32)
         self._alive = np.ones(len(self._keys), dtype=bool)
         self._max_id = int(self._ids.max()) if self._ids.size else 0
 

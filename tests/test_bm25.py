@@ -62,6 +62,12 @@ def assert_matches_bm25s(index: BM25Index, store: DocumentStore) -> None:
         top = index.search(tokenize(query), k=10)
         best = sorted((s for s in expected.values() if s > 0), reverse=True)[:10]
         assert sorted(top.values(), reverse=True) == pytest.approx(best, rel=1e-5)
+        # A filter (index/filters.py): the best of the allowed documents only, scored as before.
+        allowed = {doc_id for doc_id, _ in every_key[::2]}
+        top = index.search(tokenize(query), k=10, only=allowed)
+        assert {doc_id for doc_id, _ in top} <= allowed
+        best = sorted((s for (d, _), s in expected.items() if s > 0 and d in allowed), reverse=True)[:10]
+        assert sorted(top.values(), reverse=True) == pytest.approx(best, rel=1e-5)
 
 
 @pytest.fixture
