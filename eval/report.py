@@ -236,8 +236,12 @@ def write_report(out_dir: Path, runs_by_set: dict[str, list[QuestionRun]], summa
     for name, by_lang in summaries.items():
         s = by_lang["all"]
         if s["followups_correct"] is not None:
-            lines.append(f"- {name}: follow-ups correct {pct(s['followups_correct'])}; the same questions "
-                         f"written out in full {pct(s['followups_written_out_correct'])}.")
+            per_language = "; ".join(f"{LANG_NAMES[lang]} {pct(by_lang[lang]['followups_correct'])}"
+                                     for lang in ("id", "en")
+                                     if lang in by_lang and by_lang[lang]["followups_correct"] is not None)
+            written_out = (f"; the same questions written out in full {pct(s['followups_written_out_correct'])}"
+                           if s["followups_written_out_correct"] is not None else "")
+            lines.append(f"- {name}: follow-ups correct {pct(s['followups_correct'])} ({per_language}){written_out}.")
     lines += ["", "## Misses (first 15 per set)", ""]
     for name, runs in runs_by_set.items():
         rows = failures(runs)
