@@ -54,7 +54,9 @@ train-reader: model
 	$(BIN)/python -m eval.train_reader --epochs 0.7
 	$(BIN)/python -m eval.train_reader --run-dir .cache/reader/run2 --init-from .cache/reader/run/checkpoint.pt \
 		--seed 14 --epochs 0.7 --lr 5e-5 --head-lr 3e-4
-	$(BIN)/python -m eval.train_reader --run-dir .cache/reader/run2 --export rag/reader
+	$(BIN)/python -m eval.train_reader --run-dir .cache/reader/run3 --init-from .cache/reader/run2/checkpoint.pt \
+		--seed 15 --epochs 0.7 --lr 3e-5 --head-lr 2e-4
+	$(BIN)/python -m eval.train_reader --run-dir .cache/reader/run3 --export rag/reader
 	$(BIN)/tanya provision
 	$(BIN)/python -m eval.calibrate_reader --home .cache/facqa-home --write
 

@@ -247,9 +247,14 @@ def export_weights(checkpoint: Path, out_dir: Path, meta: dict | None = None) ->
     (out_dir / "reader.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     rows: list[dict] = []
     stage_starts: list[int] = []
+    # A later stage's curve continues the curves of the runs it started from, back to the first.
+    runs = [checkpoint.parent]
     init = (meta or {}).get("init_from")
-    # A second stage's curve continues its first stage's (the run it started from).
-    for log in ([Path(init).parent / "loss.jsonl"] if init else []) + [checkpoint.parent / "loss.jsonl"]:
+    while init and len(runs) < 10:
+        runs.insert(0, Path(init).parent)
+        earlier = runs[0] / "meta.json"
+        init = json.loads(earlier.read_text(encoding="utf-8")).get("init_from") if earlier.exists() else None
+    for log in (run / "loss.jsonl" for run in runs):
         if log.exists():
             offset = max((r["step"] for r in rows), default=0)
             stage_starts.append(offset)
@@ -262,7 +267,7 @@ def export_weights(checkpoint: Path, out_dir: Path, meta: dict | None = None) ->
 
 def plot_loss(rows: list[dict], path: Path, stage_starts: list[int] | None = None) -> None:
     """The training curve (mean loss per 25 steps, and its two parts) for the model card; a dashed line
-    where a second stage starts."""
+    where each later stage starts."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -271,16 +276,16 @@ def plot_loss(rows: list[dict], path: Path, stage_starts: list[int] | None = Non
     last: dict[int, dict] = {r["step"]: r for r in rows}  # a resumed run logs some steps twice
     steps = sorted(last)
     fig, ax = plt.subplots(figsize=(6, 3.4))
-    for start in stage_starts or []:
+    for stage, start in enumerate(stage_starts or [], start=2):
         ax.axvline(start, color="grey", ls="--", lw=1)
-        ax.text(start, max(r["loss"] for r in rows), " stage 2", fontsize=8, va="top", color="grey")
+        ax.text(start, max(r["loss"] for r in rows), f" stage {stage}", fontsize=8, va="top", color="grey")
     for key, label in (("loss", "total"), ("span", "span (start + end) / 2, last batch"),
                        ("answerable", "answerable (BCE), last batch")):
         ax.plot(steps, [last[s][key] for s in steps], label=label, lw=2 if key == "loss" else 1)
     ax.set_xlabel("step (16 windows each)")
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right", bbox_to_anchor=(1.0, 0.85))  # under the stage labels
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
