@@ -135,6 +135,11 @@ class DocumentFilter:
             parts.append(words["source"] + f" {words['or']} ".join(self.sources))
         return "; ".join(parts)
 
+    @classmethod
+    def from_json(cls, data: dict) -> DocumentFilter:
+        """The filter an answer's ``filter`` field (``to_json``) describes."""
+        return cls(data["since"], data["until"], tuple(data["source"]))
+
     def to_json(self, documents: int) -> dict:
         return {"since": self.since, "until": self.until, "source": list(self.sources), "documents": documents}
 

@@ -70,7 +70,7 @@ def _filter_note(doc_filter: dict | None) -> str:
         return ""
     from index.filters import DocumentFilter
 
-    described = DocumentFilter(doc_filter["since"], doc_filter["until"], tuple(doc_filter["source"])).describe()
+    described = DocumentFilter.from_json(doc_filter).describe()
     return f"filter: {described}; {doc_filter['documents']} documents match"
 
 

@@ -177,7 +177,7 @@ def filter_note(answer: Answer) -> str:
     if answer.filter is None or answer.filter["documents"] == 0:
         return ""
     f, lang = answer.filter, language(answer.question)
-    described = DocumentFilter(f["since"], f["until"], tuple(f["source"])).describe(lang)
+    described = DocumentFilter.from_json(f).describe(lang)
     return f"\n\n(filter: {described}; {f['documents']} {'documents' if lang == 'en' else 'dokumen'})"
 
 
