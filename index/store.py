@@ -410,6 +410,9 @@ class DocumentStore:
             'SELECT COUNT(*) FROM sentences s JOIN documents d USING (doc_id) '
             'WHERE s.start < 0 OR s."end" <= s.start OR s."end" > length(d.text)').fetchone()[0])
 
+    def document_count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
+
     def counts(self) -> tuple[int, int, int]:
         return tuple(self._db.execute(  # type: ignore[return-value]
             "SELECT (SELECT COUNT(*) FROM documents), (SELECT COUNT(*) FROM sentences), "

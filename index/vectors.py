@@ -13,7 +13,6 @@ vectors live in the document store (index/store.py says why); homes from before 
 from __future__ import annotations
 
 import fcntl
-import math
 import os
 import sys
 import threading
@@ -29,8 +28,11 @@ import numpy as np
 from chromadb.api.types import Where
 from chromadb.config import Settings as ChromaSettings
 from llama_index.core.schema import BaseNode, NodeRelationship, RelatedNodeInfo, TextNode
-from llama_index.core.vector_stores.types import MetadataFilters, VectorStoreQuery
+from llama_index.core.vector_stores.types import MetadataFilters
 from llama_index.vector_stores.chroma import ChromaVectorStore
+
+# The same translation of llama-index filters to a Chroma `where` that ChromaVectorStore.query makes.
+from llama_index.vector_stores.chroma.base import _to_chroma_filter
 
 from index.home import DataHome
 
@@ -206,16 +208,20 @@ class VectorCollections:
     def query_chunks(self, embedding: np.ndarray, k: int,
                      filters: MetadataFilters | None = None) -> list[tuple[str, int, str | None, float]]:
         """(doc_id, chunk, version, cosine) of the ``k`` nearest chunk vectors (among those ``filters``
-        allow: index/filters.py), whatever their version: the caller keeps those of live versions."""
+        allow: index/filters.py), whatever their version: the caller keeps those of live versions.
+        Asked of the collection itself for metadata and distances only: building llama-index nodes (their
+        text included) for a few hundred neighbours costs more than the search (rag/retriever.py asks
+        for that many under a broad filter)."""
         with reachable():
             count = self.chunk_collection.count()
             if count == 0:
                 return []
-            result = self.chunks.query(VectorStoreQuery(query_embedding=embedding.tolist(),
-                                                        similarity_top_k=min(k, count), filters=filters))
-        # ChromaVectorStore reports exp(-distance); with cosine space, distance = 1 - cosine.
-        return [(str(n.metadata["doc_id"]), int(n.metadata["chunk"]), n.metadata.get("version"), 1.0 + math.log(s))
-                for n, s in zip(result.nodes or [], result.similarities or [], strict=True)]
+            where = cast(Where, _to_chroma_filter(filters)) if filters is not None else None
+            found = self.chunk_collection.query(query_embeddings=[embedding.tolist()], n_results=min(k, count),
+                                                where=where, include=["metadatas", "distances"])
+        # Cosine space: distance = 1 - cosine.
+        return [(str(m["doc_id"]), int(cast(int, m["chunk"])), cast(str | None, m.get("version")), 1.0 - float(d))
+                for m, d in zip((found["metadatas"] or [[]])[0], (found["distances"] or [[]])[0], strict=True)]
 
     def without_filter_metadata(self, page: int = 5000) -> list[tuple[str, dict]]:
         """(id, metadata) of every vector an older home wrote without ``index.filters.filter_fields``."""

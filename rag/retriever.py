@@ -9,12 +9,12 @@ for "missing from the other list". ``eval/README.md`` has the measurements.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
-from llama_index.core.vector_stores.types import MetadataFilters
 
 from index.bm25 import ChunkKey
 from index.embedder import embed_query
@@ -26,6 +26,8 @@ from rag.background import background_level
 from rag.params import Params, ScoringParams
 
 CANDIDATES_PER_SIDE = 50
+# Unfiltered neighbours worth fetching to keep a filter's allowed ones, rather than a filtered search.
+MAX_POST_FILTERED = 1000
 
 
 @dataclass
@@ -74,10 +76,12 @@ class Scope:
 
     filter: DocumentFilter
     doc_ids: frozenset[str]
+    share: float = 1.0  # of all documents: how broad the filter is
 
     @classmethod
     def of(cls, index: Index, doc_filter: DocumentFilter) -> Scope:
-        return cls(doc_filter, frozenset(index.store.allowed_documents(doc_filter)))
+        allowed = frozenset(index.store.allowed_documents(doc_filter))
+        return cls(doc_filter, allowed, len(allowed) / max(1, index.store.document_count()))
 
 
 def collect_candidates(index: Index, query: str, per_side: int = CANDIDATES_PER_SIDE, focus: str = "",
@@ -87,7 +91,7 @@ def collect_candidates(index: Index, query: str, per_side: int = CANDIDATES_PER_
     query_vec = embed_query(index.embedder, query)
     if scope is not None and not scope.doc_ids:
         return Candidates(query, query_vec, lang, [], np.zeros(0), np.zeros(0), 0.0, focus)
-    dense_hits, live = live_nearest(index, query_vec, per_side, scope.filter.vector_filters() if scope else None)
+    dense_hits, live = live_nearest(index, query_vec, per_side, scope)
     # English: names, numbers and the lexicon's Indonesian words (index/lexical.py)
     bm25_hits = index.bm25.search(content_terms(query, lang), per_side, also=list(dense_hits),
                                   only=scope.doc_ids if scope else None)
@@ -105,16 +109,34 @@ def collect_candidates(index: Index, query: str, per_side: int = CANDIDATES_PER_
 
 
 def live_nearest(index: Index, query_vec: np.ndarray, k: int,
-                 filters: MetadataFilters | None = None) -> tuple[dict[ChunkKey, float], dict[str, str]]:
-    """The ``k`` nearest chunks whose vectors are of the version the store holds (others are a writer's
-    new or old ones: index/index.py), and the versions looked up. While a write is under way, or after
-    a killed one, other versions take places among the nearest: ask for more until ``k`` are live."""
+                 scope: Scope | None = None) -> tuple[dict[ChunkKey, float], dict[str, str]]:
+    """The ``k`` nearest chunks (of the documents ``scope`` allows) whose vectors are of the version the
+    store holds (others are a writer's new or old ones: index/index.py), and the versions looked up. While
+    a write is under way, or after a killed one, other versions take places among the nearest: ask for
+    more until ``k`` are live.
+
+    Under a broad filter the unfiltered neighbours are asked for and the allowed ones kept: Chroma's
+    filtered search scans every chunk the filter allows (benchmarks/README.md, "Filters"), so a filter
+    that allows half of a large index costs more than fetching a few hundred neighbours. When fewer than
+    ``k`` allowed chunks are among them, the filtered search finds the rest; either way the result is the
+    ``k`` nearest allowed chunks."""
+    filters = scope.filter.vector_filters() if scope is not None else None
+    allowed: frozenset[str] | None = None
     asked = k
+    if scope is not None and scope.share * MAX_POST_FILTERED >= 2 * k:
+        allowed, filters = scope.doc_ids, None
+        asked = min(MAX_POST_FILTERED, math.ceil(2 * k / scope.share))
     while True:
         nearest = index.vectors.query_chunks(query_vec, asked, filters)
+        exhausted = len(nearest) < asked
+        if allowed is not None:
+            nearest = [n for n in nearest if n[0] in allowed]
         live = index.store.versions({d for d, _, _, _ in nearest})
         hits = {(d, c): cos for d, c, version, cos in nearest if version is not None and live.get(d) == version}
-        if len(hits) >= k or len(nearest) < asked or asked >= 8 * k:
+        if allowed is not None and len(hits) < k and not exhausted and scope is not None:
+            allowed, filters, asked = None, scope.filter.vector_filters(), k  # a narrower filter than it looked
+            continue
+        if len(hits) >= k or exhausted or asked >= 8 * k:
             return dict(list(hits.items())[:k]), live
         asked *= 2
 

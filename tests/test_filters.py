@@ -86,6 +86,47 @@ def test_a_filtered_question_gets_its_candidates_from_the_allowed_documents_only
     assert len(nodes) == 3 and all(n.node.metadata["doc_id"].startswith("harian-a-") for n in nodes)
 
 
+def test_post_filtered_neighbours_and_chromas_filtered_search_find_the_same_chunks(flood_tanya, monkeypatch) -> None:
+    """Under a broad filter the dense side keeps the allowed ones among unfiltered neighbours, falling back
+    to Chroma's filtered search when too few are there (rag/retriever.py): the same k nearest either way."""
+    from index.embedder import embed_query
+    from index.filters import DocumentFilter
+    from rag import retriever
+    from rag.retriever import Scope, live_nearest
+
+    index = flood_tanya.index
+    calls: list[bool] = []  # whether each Chroma query carried the filter
+    query_chunks = index.vectors.query_chunks
+
+    def recorded(embedding, k, filters=None):
+        calls.append(filters is not None)
+        return query_chunks(embedding, k, filters)
+
+    monkeypatch.setattr(index.vectors, "query_chunks", recorded)
+    vec = embed_query(index.embedder, FLOOD)
+    # The last looks broad (its share of the documents is an estimate, here a wrong one): the one report
+    # it allows is not among the unfiltered neighbours.
+    cases = [({"source": "harian-a.id"}, 5, None), ({"since": "2016-03-01", "until": "2016-03-03"}, 3, None),
+             ({"since": "2016-03-01", "until": "2016-03-10"}, 8, None), ({"source": "harian-b.id"}, 5, None),
+             ({"source": "harian-b.id"}, 5, 1.0)]
+    paths = []
+    for values, k, share in cases:
+        scope = Scope.of(index, DocumentFilter.parse(**values))
+        if share is not None:
+            scope = Scope(scope.filter, scope.doc_ids, share)
+        calls.clear()
+        post_filtered = live_nearest(index, vec, k, scope)[0]
+        paths.append(list(calls))
+        monkeypatch.setattr(retriever, "MAX_POST_FILTERED", 0)  # Chroma's filtered search alone
+        filtered = live_nearest(index, vec, k, scope)[0]
+        monkeypatch.setattr(retriever, "MAX_POST_FILTERED", 1000)
+        assert list(post_filtered) == list(filtered), values
+        assert {d for d, _ in post_filtered} <= scope.doc_ids
+        assert len(post_filtered) == min(k, len(scope.doc_ids))
+    assert [False] in paths  # kept from the unfiltered neighbours alone
+    assert [False, True] in paths  # too few there: the filtered search found the rest
+
+
 def test_a_filter_that_allows_no_document_says_so_with_the_publishers_there_are(flood_tanya) -> None:
     answer = flood_tanya.ask(FLOOD, source="detik.com")
     assert answer.abstained and not answer.citations
