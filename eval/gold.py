@@ -51,6 +51,17 @@ class GoldResult:
         return not self.answer.abstained and from_doc and contains_answer(self.cited_text, self.gold.answer)
 
     @property
+    def generated_correct(self) -> bool:
+        """As ``correct``, for what the user is shown with an LLM: its checked text, or the extractive
+        answer when it fell back (the citations, and so the documents, are the same)."""
+        generated = self.answer.generated
+        if generated is None or generated.text is None or not self.gold.answerable:
+            return self.correct
+        docs = [self.gold.doc] if isinstance(self.gold.doc, str) else self.gold.doc or []
+        from_doc = any(c.doc_id in docs for c in self.answer.citations)
+        return not self.answer.abstained and from_doc and contains_answer(generated.text, self.gold.answer)
+
+    @property
     def evidence_cited(self) -> bool:
         ev = self.gold.evidence
         return ev is not None and any(ev in c.sentence for c in self.answer.citations)

@@ -66,8 +66,33 @@ def summary_rows(summaries: dict[str, dict[str, dict]]) -> tuple[list[str], list
     return header, rows
 
 
+GENERATION_COLUMNS = [
+    ("asked", "asked the LLM", str),
+    ("fell_back", "fell back", pct),
+    ("sentences_kept", "sentences kept", pct),
+    ("extractive_correct", "extractive correct", pct),
+    ("generated_correct", "generated correct", pct),
+    ("in_question_language", "in the question's language", pct),
+    ("latency_p50_ms", "LLM p50", ms),
+    ("latency_p95_ms", "LLM p95", ms),
+]
+
+
+def generation_rows(summaries: dict[str, dict[str, dict]]) -> tuple[list[str], list[list[str]]]:
+    """Generated against extractive answers, where an LLM was asked (``tanya eval --llm-url``)."""
+    header = ["set", "lang"] + [title for _, title, _ in GENERATION_COLUMNS]
+    rows = [[set_name, LANG_NAMES[lang], *(fmt(s["generation"].get(key)) for key, _, fmt in GENERATION_COLUMNS)]  # type: ignore[operator]
+            for set_name, by_lang in summaries.items() for lang, s in by_lang.items() if s.get("generation")]
+    return header, rows
+
+
 def terminal_table(summaries: dict[str, dict[str, dict]]) -> str:
-    header, rows = summary_rows(summaries)
+    text = aligned(*summary_rows(summaries))
+    header, rows = generation_rows(summaries)
+    return text + ("\n\n" + aligned(header, rows) if rows else "")
+
+
+def aligned(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda cells: "  ".join(c.rjust(w) if i > 1 else c.ljust(w)  # noqa: E731
                                    for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
@@ -232,6 +257,13 @@ def write_report(out_dir: Path, runs_by_set: dict[str, list[QuestionRun]], summa
         lines += ["## Refusal", "", "How the refusal rates move with the threshold; the dashed line is the "
                   "threshold in `rag/params.json`.", "", "![refusal against threshold](refusal.png)", ""]
     lines += ["## Latency", "", "![latency histogram](latency.png)", ""]
+    generation_header, generation_table = generation_rows(summaries)
+    if generation_table:
+        lines += ["## Generated answers", "", "The LLM's answer over the cited sentences, each of its sentences "
+                  "checked against them (rag/generated.py). *Fell back*: nothing passed the check, or the "
+                  "endpoint failed, so the extractive answer is shown. *Generated correct*: as *correct*, with "
+                  "the shown text (generated, or the extractive one after a fall-back) holding the gold answer.",
+                  "", markdown_table(generation_header, generation_table), ""]
     lines += ["## Follow-up questions", ""]
     for name, by_lang in summaries.items():
         s = by_lang["all"]

@@ -21,6 +21,7 @@ from eval.suite import (
 from index.documents import InputError
 from index.filters import DocumentFilter
 from index.home import DataHome
+from rag.llm import LLMClient, LLMSettings
 from rag.params import Params
 from rag.tanya import Tanya
 
@@ -29,9 +30,11 @@ BUILT_IN_SETS = ("seed", "followups", "facqa", "idk")
 
 def evaluate(home: DataHome, sets: list[str], out_dir: Path | None, gold: Path | None = None,
              corpus: Path | None = None, limit: int | None = None, command: str = "tanya eval",
-             progress: bool = True, baseline: bool = True, doc_filter: DocumentFilter | None = None) -> Path:
+             progress: bool = True, baseline: bool = True, doc_filter: DocumentFilter | None = None,
+             llm: LLMSettings | None = None) -> Path:
     """``baseline``: ask every set a second time without the reader, reported side by side. ``doc_filter``:
-    every question is asked under it (questions whose documents it leaves out count as not in the corpus)."""
+    every question is asked under it (questions whose documents it leaves out count as not in the corpus).
+    ``llm``: every answer also gets a generated one (not in the baseline), compared with the extractive."""
     unknown = [s for s in sets if s not in BUILT_IN_SETS]
     if unknown:
         raise InputError(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(BUILT_IN_SETS)}")
@@ -66,6 +69,7 @@ def evaluate(home: DataHome, sets: list[str], out_dir: Path | None, gold: Path |
         for use_reader in (True, False) if baseline else (True,):
             for tanya, _ in s.parts:
                 tanya.use_reader = use_reader
+                tanya.llm = LLMClient(llm) if llm and use_reader else None
             runs[s.name + ("" if use_reader else NO_READER)] = run_set(s, progress, doc_filter)
     summaries = {name: summarize_by_language(rows) for name, rows in runs.items() if rows}
     print(terminal_table(summaries))

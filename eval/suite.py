@@ -45,6 +45,7 @@ from index.embedder import configured_backend
 from index.filters import DocumentFilter
 from index.home import DataHome
 from index.index import Index
+from index.lexical import language
 from rag.retriever import Candidates, Scope, collect_candidates
 from rag.tanya import Tanya, with_context
 
@@ -230,9 +231,33 @@ def summarize(runs: list[QuestionRun]) -> dict:
     }
 
 
+def summarize_generation(runs: list[QuestionRun]) -> dict | None:
+    """Generated against extractive answers (``tanya eval --llm-url``): None when no LLM was asked."""
+    asked = [r for r in runs if r.answer.generated is not None]
+    if not asked:
+        return None
+    produced = [r for r in asked if r.answer.generated and r.answer.generated.text]
+    kept = sum(len(r.answer.generated.checked_sentences) for r in asked if r.answer.generated)
+    dropped = sum(len(r.answer.generated.dropped_sentences) for r in asked if r.answer.generated)
+    answerable = [r for r in asked if r.gold.answerable]
+    seconds = [r.answer.generated.seconds * 1000 for r in asked if r.answer.generated]
+    return {
+        "asked": len(asked),
+        "fell_back": 1 - len(produced) / len(asked),
+        "sentences_kept": kept / (kept + dropped) if kept + dropped else None,
+        "extractive_correct": float(np.mean([r.correct for r in answerable])) if answerable else None,
+        "generated_correct": float(np.mean([r.generated_correct for r in answerable])) if answerable else None,
+        "in_question_language": float(np.mean([language(r.answer.generated.text or "") == r.gold.lang
+                                               for r in produced if r.answer.generated])) if produced else None,
+        "latency_p50_ms": percentile(seconds, 50),
+        "latency_p95_ms": percentile(seconds, 95),
+    }
+
+
 def summarize_by_language(runs: list[QuestionRun]) -> dict[str, dict]:
     groups = {"all": runs, **{lang: [r for r in runs if r.gold.lang == lang] for lang in ("id", "en")}}
-    return {name: summarize(rows) for name, rows in groups.items() if rows}
+    return {name: {**summarize(rows), "generation": summarize_generation(rows)} for name, rows in groups.items()
+            if rows}
 
 
 # --- building the sets -------------------------------------------------------------------------------

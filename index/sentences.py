@@ -38,7 +38,7 @@ class Span:
     text: str
 
 
-def _ends_with_abbreviation(line: str, punct_at: int) -> bool:
+def ends_with_abbreviation(line: str, punct_at: int) -> bool:
     """True when the word right before the period at ``punct_at`` is an abbreviation or initial."""
     word_start = punct_at
     while word_start > 0 and not line[word_start - 1].isspace():
@@ -56,7 +56,7 @@ def _is_boundary(line: str, match: re.Match[str]) -> bool:
     if next_char.islower():  # "dll. dan ...", "kesepakatan… mereka": the sentence goes on
         return False
     return not (match.group(0)[0] == "." and len(match.group(0).rstrip(_CLOSERS)) == 1
-                and _ends_with_abbreviation(line, match.start()))
+                and ends_with_abbreviation(line, match.start()))
 
 
 def _strip_span(text: str, start: int, end: int) -> tuple[int, int]:

@@ -19,6 +19,7 @@ from index.index import Index
 from index.lexical import content_terms, tokenize
 from index.store import SentenceRef
 from rag.answer_types import offers_answer, question_type
+from rag.generated import Generated
 from rag.params import ScoringParams
 from rag.reader import Reader, Reading
 from rag.retriever import Candidates, minmax
@@ -63,11 +64,15 @@ class Answer:
     # The filter the question was asked under, with how many documents it allows
     # (index/filters.py ``DocumentFilter.to_json``); None without one.
     filter: dict | None = None
+    # The LLM's answer over the citations, checked sentence by sentence (rag/generated.py); None when no
+    # LLM is configured or the answer is a refusal.
+    generated: Generated | None = None
 
     def to_json(self) -> dict:
         return {"question": self.question, "answer": self.answer, "abstained": self.abstained,
                 "confidence": round(self.confidence, 4), "citations": [asdict(c) for c in self.citations],
-                "short_answer": asdict(self.short_answer) if self.short_answer else None, "filter": self.filter}
+                "short_answer": asdict(self.short_answer) if self.short_answer else None, "filter": self.filter,
+                "generated": self.generated.to_json() if self.generated else None}
 
 
 def no_documents_answer(question: str, lang: str, doc_filter: DocumentFilter, sources: list[tuple[str, int]]) -> Answer:

@@ -17,6 +17,8 @@ from index.lexical import language, tokenize, words
 from index.store import DocumentInfo
 from rag.answer import Answer, compose, no_documents_answer
 from rag.background import background_vectors
+from rag.generated import Generation
+from rag.llm import LLMClient, LLMSettings
 from rag.params import Params
 from rag.reader import Reader, load_reader
 from rag.reader_model import compose_in_subprocess, is_composed
@@ -70,15 +72,19 @@ class Tanya:
     """``use_reader=False`` answers with the retrieval scorer alone (the pipeline before the reader;
     ``tanya eval`` compares the two)."""
 
-    def __init__(self, index: Index, params: Params | None = None, use_reader: bool = True) -> None:
+    def __init__(self, index: Index, params: Params | None = None, use_reader: bool = True,
+                 llm: LLMSettings | None = None) -> None:
         self.index = index
         self.params = params or Params.load()
         self.use_reader = use_reader
         self._reader: Reader | None = None  # checked and loaded once, at the first question
+        self.llm = LLMClient(llm) if llm else None
 
     @classmethod
-    def open(cls, home: Path | str | None = None, chroma_url: str | None = None, use_reader: bool = True) -> Tanya:
-        return cls(Index(DataHome.resolve(home, chroma_url)), use_reader=use_reader)
+    def open(cls, home: Path | str | None = None, chroma_url: str | None = None, use_reader: bool = True,
+             llm: LLMSettings | None = None) -> Tanya:
+        """``llm`` (``LLMSettings.resolve(url)``, off by default) adds a checked generated answer."""
+        return cls(Index(DataHome.resolve(home, chroma_url)), use_reader=use_reader, llm=llm)
 
     @property
     def reader(self) -> Reader | None:
@@ -134,11 +140,13 @@ class Tanya:
             return rank_chunks(self.index, cands, self.params.for_language(cands.lang), k)
 
     def ask(self, question: str, history: Sequence[str] = (), max_citations: int = 3, since: str | None = None,
-            until: str | None = None, source: str | Sequence[str] | None = None) -> Answer:
+            until: str | None = None, source: str | Sequence[str] | None = None, generate: bool = True) -> Answer:
         """An answer of up to ``max_citations`` cited sentences (or a refusal). ``history`` holds the
         conversation's earlier questions, oldest first, for follow-ups such as "Siapa dia?". ``since``,
         ``until`` (ISO dates, inclusive) and ``source`` (publishers) restrict it to the documents they
-        allow (index/filters.py); when none matches, the answer says so (``filter.documents`` is 0)."""
+        allow (index/filters.py); when none matches, the answer says so (``filter.documents`` is 0).
+        With an LLM configured and ``generate``, ``answer.generated`` holds its checked answer (the chat
+        passes ``generate=False`` and streams ``generation(answer)`` itself)."""
         question = check_question(question)
         history = [check_question(h, f"history item {i}")  # the same rules as a question
                    for i, h in enumerate(history, start=1) if h and h.strip()]
@@ -154,7 +162,18 @@ class Tanya:
                              self.reader)
         if scope is not None:
             answer.filter = scope.filter.to_json(len(scope.doc_ids))
+        generation = self.generation(answer) if generate else None
+        if generation is not None:
+            answer.generated = generation.run()
         return answer
+
+    def generation(self, answer: Answer) -> Generation | None:
+        """The LLM's answer over ``answer``'s citations, checked as it arrives (rag/generated.py); None
+        without an LLM or for a refusal, which has nothing to ground an answer on."""
+        if self.llm is None or answer.abstained or not answer.citations:
+            return None
+        short = answer.short_answer.text if answer.short_answer else None
+        return Generation(self.llm, answer.question, {c.n: c.sentence for c in answer.citations}, short)
 
     def matching_documents(self, since: str | None = None, until: str | None = None,
                            source: str | Sequence[str] | None = None) -> dict | None:

@@ -69,6 +69,8 @@ class AskRequest(FilterFields):
     history: list[str] = Field(
         default_factory=list, max_length=MAX_HISTORY, description="earlier questions of the conversation")
     k: WholeNumber = Field(default=3, ge=1, le=10, description="at most this many cited sentences")
+    generate: bool = Field(default=True, description="when the server has an LLM (`tanya serve --llm-url`), add "
+                           "its answer as `generated`, each sentence checked against the citations")
 
 
 class RetrieveRequest(FilterFields):
@@ -207,7 +209,8 @@ def create_app(tanya: Tanya, api_token: str | None = None) -> FastAPI:
         """The answer with its citations: the same JSON as ``tanya ask --json``."""
         if len(tanya.index.bm25) == 0:  # in memory; counting the store would scan it per question
             raise HTTPException(409, "the index is empty: add documents first")
-        return tanya.ask(body.question, history=body.history, max_citations=body.k, **body.filters()).to_json()
+        return tanya.ask(body.question, history=body.history, max_citations=body.k, generate=body.generate,
+                         **body.filters()).to_json()
 
     @app.post("/api/retrieve", tags=["answers"], responses=errors(400, 413, 422, 503), max_body_size=MAX_BODY_BYTES)
     def retrieve(body: RetrieveRequest) -> dict:

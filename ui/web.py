@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -103,13 +104,22 @@ def article_html(tanya: Tanya, doc_id: str, start: int, end: int, span: tuple[in
                               f"{html.escape(text[end:])}")
 
 
-def reply_html(answer: Answer) -> str:
+def reply_html(answer: Answer, generated: str | None = None, note: str | None = None) -> str:
     """The assistant's bubble: the short answer in bold, then each cited sentence once with its [n] (and
-    the filter it was asked under). Every piece of text is escaped; the only markup is the bold."""
+    the filter it was asked under). Above them, when an LLM answered, its checked sentences so far
+    (``generated``), marked as generated, or the ``note`` saying why there are none. Every piece of text
+    is escaped; the only markup is the bold and the italic label."""
     body = bubble(answer.answer + filter_note(answer))
-    if answer.short_answer is None:
-        return body
-    return f"<strong>{bubble(answer.short_answer.text)}</strong>\n\n{body}"
+    if answer.short_answer is not None:
+        body = f"<strong>{bubble(answer.short_answer.text)}</strong>\n\n{body}"
+    english = language(answer.question) == "en"
+    if generated:
+        label = ("Generated; each sentence checked against the sources below" if english
+                 else "Jawaban buatan model; tiap kalimat diperiksa terhadap sumber di bawah")
+        return f"<em>{label}:</em> {bubble(generated)}\n\n---\n\n{body}"
+    if note:
+        return f"<em>{bubble(note)}</em>\n\n{body}"
+    return body
 
 
 def bubble(text: str) -> str:
@@ -241,23 +251,37 @@ def build_ui(tanya: Tanya, api_token: str | None = None) -> gr.Blocks:
             document_view = gr.HTML(elem_id="tanya-doc-view")
 
         def respond(text: str, messages: list[dict], since: str | None = None, until: str | None = None,
-                    publishers: list[str] | None = None) -> tuple[list[dict], str, list[dict], gr.Radio, str]:
+                    publishers: list[str] | None = None) -> Iterator[tuple[list[dict], str, list[dict], gr.Radio, str]]:
+            """The extractive answer at once; then, with an LLM, its checked sentences as each one passes."""
             messages = messages or []
             try:
                 answer: Answer = tanya.ask(text, history=asked_before(messages), since=since, until=until,
-                                           source=publishers)
+                                           source=publishers, generate=False)
             except (InputError, StoreUnavailable) as exc:  # StoreUnavailable: e.g. the Chroma server is down
                 messages = [*messages, {"role": "user", "content": bubble(text)},
                             {"role": "assistant", "content": bubble(f"⚠ {exc}")}]
-                return messages, "", [], gr.Radio(choices=[], visible=False), ""
+                yield messages, "", [], gr.Radio(choices=[], visible=False), ""
+                return
             cited = [dict(c.__dict__) for c in answer.citations]
             short = answer.short_answer
             if short is not None and cited:  # the short answer lies inside the first citation
                 cited[0]["span"] = [short.start, short.end]
             choices = [source_label(c["n"], c["title"], c.get("date")) for c in cited]
-            messages = [*messages, {"role": "user", "content": bubble(text)},
-                        {"role": "assistant", "content": reply_html(answer)}]
-            return messages, "", cited, gr.Radio(choices=choices, value=None, visible=bool(choices)), ""
+            sources = gr.Radio(choices=choices, value=None, visible=bool(choices))
+            asked = [*messages, {"role": "user", "content": bubble(text)}]
+            yield [*asked, {"role": "assistant", "content": reply_html(answer)}], "", cited, sources, ""
+            generation = tanya.generation(answer)
+            if generation is None:
+                return
+            kept: list[str] = []
+            for sentence in generation:
+                kept.append(sentence)
+                yield [*asked, {"role": "assistant", "content": reply_html(answer, " ".join(kept))}], "", cited, \
+                    sources, ""
+            result = generation.result
+            if result is not None and result.text is None:  # nothing passed, or the LLM failed: say so
+                yield [*asked, {"role": "assistant", "content": reply_html(answer, note=result.note)}], "", cited, \
+                    sources, ""
 
         def open_source(index: int | None, cited: list[dict]) -> str:
             if index is None or not 0 <= index < len(cited):
@@ -270,7 +294,10 @@ def build_ui(tanya: Tanya, api_token: str | None = None) -> gr.Blocks:
         asked = [question, chatbot, since, until, publishers]
         for trigger in (send.click, question.submit):
             trigger(respond, asked, outputs)
-        examples.click(lambda sample, *rest: respond(sample[0], *rest), [examples, *asked[1:]], outputs)
+        def ask_example(sample: list[str], *rest: Any) -> Iterator[tuple]:
+            yield from respond(sample[0], *rest)  # a generator function, so Gradio streams it like respond
+
+        examples.click(ask_example, [examples, *asked[1:]], outputs)
         sources.change(open_source, [sources, citations], article).then(None, js=SCROLL_TO_CITED)
 
         def listed(since: str | None, until: str | None, chosen_publishers: list[str] | None,
