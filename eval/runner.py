@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from eval.gold import GoldQuestion
 from eval.report import terminal_table, write_report
 from eval.suite import (
     NO_READER,
@@ -26,6 +27,18 @@ from rag.params import Params
 from rag.tanya import Tanya
 
 BUILT_IN_SETS = ("seed", "followups", "facqa", "idk")
+
+
+def first_of_each_language(questions: list[GoldQuestion], limit: int) -> list[GoldQuestion]:
+    """The first ``limit`` questions of each language, in their order (FacQA lists every Indonesian
+    question before the English ones: a plain cut would ask no English question)."""
+    seen: dict[str, int] = {}
+    kept = []
+    for q in questions:
+        seen[q.lang] = seen.get(q.lang, 0) + 1
+        if seen[q.lang] <= limit:
+            kept.append(q)
+    return kept
 
 
 def evaluate(home: DataHome, sets: list[str], out_dir: Path | None, gold: Path | None = None,
@@ -61,9 +74,9 @@ def evaluate(home: DataHome, sets: list[str], out_dir: Path | None, gold: Path |
     if gold is not None:
         user_index = Tanya.open(home.root, home.chroma_url) if corpus is None else None
         built.append(custom_set(gold, corpus, eval_root, model_dir, user_index))
-    if limit is not None:  # a quick look: the first questions of each part
+    if limit is not None:  # a quick look: the first questions of each part, in each language
         for s in built:
-            s.parts = [(tanya, questions[:limit]) for tanya, questions in s.parts]
+            s.parts = [(tanya, first_of_each_language(questions, limit)) for tanya, questions in s.parts]
     runs = {}
     for s in built:
         for use_reader in (True, False) if baseline else (True,):

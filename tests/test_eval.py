@@ -151,3 +151,11 @@ def test_the_follow_up_chains_are_sound_and_twinned() -> None:
     follow_ups = {lang: [q.id.replace(f"-{lang}-", "-") for q in questions if q.follows and q.lang == lang]
                   for lang in ("id", "en")}
     assert follow_ups["id"] == follow_ups["en"] and len(follow_ups["id"]) == 16
+
+
+def test_a_quick_look_asks_the_first_questions_of_each_language() -> None:
+    from eval.gold import GoldQuestion
+    from eval.runner import first_of_each_language
+
+    questions = [GoldQuestion(f"{lang}{i}", "?", lang, None, None, [], True) for lang in ("id", "en") for i in range(5)]
+    assert [q.id for q in first_of_each_language(questions, 2)] == ["id0", "id1", "en0", "en1"]

@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "answerable, follows)")
     p.add_argument("--corpus", help="index this folder/.jsonl for --gold (default: ask the data home's index)")
     p.add_argument("--out", help="report folder (default: DATA_HOME/eval/reports/TIMESTAMP)")
-    p.add_argument("--limit", type=int, help="ask only the first N questions of each part (a quick look)")
+    p.add_argument("--limit", type=int, help="ask only the first N questions of each part and language (a quick look)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_filters(p)
     add_llm(p)
