@@ -243,8 +243,9 @@ def _check(sentence: str, cites: list[int], numbered: dict[int, str], question: 
     return GeneratedSentence(shown.strip(), valid, cite_assigned=assigned)
 
 
-# One worked exchange before the question: small models (Qwen2.5-Coder 0.5B/1.5B) write the [n] markers
-# after an example far more often than after the instruction alone (measured: rag/generated.py history).
+# One worked exchange before the question: the Qwen2.5-Coder 0.5B wrote no [n] after the instruction alone
+# on corpus/ questions, and did after this example given as an earlier turn (an example inside the system
+# prompt had it copy the example's names instead).
 _EXAMPLE = {
     "en": ("Who inaugurated the Jatigede dam, and when?",
            "President Joko Widodo inaugurated the Jatigede dam on 12 May 2018 [2]."),

@@ -490,11 +490,11 @@ def web_schema(web_served: Served) -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_dict(gradio_schema(web_served.url), config=config)
 
 
-# Gradio names each event after its function: the chat (respond, respond_1: the Ask button and Enter; lambda:
-# an example question; open_source), the Documents tab (add_files, delete_document; listed, listed_1: the Show
-# button and the sort order; lambda_1 opens one, lambda_2 is the table's initial value).
-WEB_EVENTS = ["respond", "respond_1", "lambda", "open_source", "add_files", "delete_document", "listed",
-              "listed_1", "lambda_1", "lambda_2"]
+# Gradio names each event after its function: the chat (respond, respond_1: the Ask button and Enter;
+# ask_example: an example question; open_source), the Documents tab (add_files, delete_document; listed,
+# listed_1: the Show button and the sort order; lambda opens one, lambda_1 is the table's initial value).
+WEB_EVENTS = ["respond", "respond_1", "ask_example", "open_source", "add_files", "delete_document", "listed",
+              "listed_1", "lambda", "lambda_1"]
 WEB_OPERATIONS = [("POST", "/gradio_api/upload")] + [
     op for name in WEB_EVENTS for op in (("POST", f"/gradio_api/call/v2/{name}"),
                                          ("GET", f"/gradio_api/call/{name}/{{event_id}}"))]
