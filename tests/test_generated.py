@@ -214,8 +214,11 @@ def failing_endpoint(request: pytest.FixtureRequest) -> Iterator[str]:
     server.server_close()
 
 
-@pytest.mark.parametrize("failing_endpoint", ["garbage", "error", "slow"], indirect=True)
-def test_a_failing_endpoint_leaves_the_extractive_answer_with_a_note(seed_home: Path, failing_endpoint: str) -> None:
+@pytest.mark.parametrize(("failing_endpoint", "reason"), [("garbage", "unreadable reply"), ("error", "HTTP 500"),
+                                                         ("slow", "did not answer within 2 s")],
+                         indirect=["failing_endpoint"])
+def test_a_failing_endpoint_leaves_the_extractive_answer_with_a_note(seed_home: Path, failing_endpoint: str,
+                                                                      reason: str) -> None:
     from rag.llm import LLMSettings
     from rag.tanya import Tanya
 
@@ -227,7 +230,7 @@ def test_a_failing_endpoint_leaves_the_extractive_answer_with_a_note(seed_home: 
         tanya.close()
     assert answer.answer == extractive.answer and answer.citations == extractive.citations
     assert answer.generated is not None and answer.generated.text is None
-    assert "extractive" in (answer.generated.note or "")
+    assert reason in (answer.generated.note or "") and "extractive" in (answer.generated.note or "")
 
 
 def test_a_server_that_is_not_there_is_a_note_over_http(other_home: Path, tmp_path: Path) -> None:
