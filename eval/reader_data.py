@@ -9,7 +9,10 @@ None (the passage does not answer the question). Sources, all train splits:
 - TyDi QA-id train: its questions not already in IDK-MRC (IDK-MRC was built from TyDi QA);
 - FacQA train (Kompas news) and its 500 English translations (``eval/data/facqa_en.jsonl``);
 - hard negatives: for each answerable question, the best passage Tanya's own retrieval finds in the
-  same pool that is not the question's own and does not contain its answer text.
+  same pool that is not the question's own and does not contain its answer text;
+- candidate groups (``mine_candidate_groups``, the ranking stage): the sentences Tanya's pipeline hands
+  the reader for a question, each marked with the answer span it holds (if any), so the reader learns
+  to pick among exactly the candidates it is shown at question time.
 
 The valid splits are never read here: they are what the reader is measured on.
 """
@@ -175,7 +178,96 @@ def calibration_examples() -> list[ReaderExample]:
     return squad_examples(IDK_TRAIN, "idk", calibration=True)
 
 
-def save(examples: list[ReaderExample], path: Path) -> None:
+@dataclass(frozen=True)
+class CandidateGroup:
+    """The sentences the pipeline reads for one question (rag/answer.py ``read_evidence``), with the
+    answer's character span in each sentence that holds it (from the question's own document), else None."""
+
+    question: str
+    sentences: list[str]
+    spans: list[list[int] | None]
+    source: str  # facqa, facqa-en, facqa-absent, facqa-en-absent, idk, idk-unans
+
+    @property
+    def answerable(self) -> bool:
+        return any(s is not None for s in self.spans)
+
+
+def answer_span(sentence: str, answer: str) -> list[int] | None:
+    at = sentence.find(answer)
+    if at < 0:
+        at = sentence.lower().find(answer.lower())
+    return None if at < 0 else [at, at + len(answer)]
+
+
+def pipeline_groups(tanya, questions: list[tuple[str, str | None, str | None, str]], sentences: int = 6
+                    ) -> list[CandidateGroup]:
+    """For each (question, gold doc id or None, answer text or None, source): the ``sentences`` best
+    candidate sentences by Tanya's retrieval scorer, as the pipeline reads them."""
+    import numpy as np
+
+    from rag.answer import gather_sentences
+    from rag.retriever import collect_candidates
+
+    out = []
+    for question, gold, answer, source in tqdm(questions, desc="candidate groups", file=sys.stderr):
+        cands = collect_candidates(tanya.index, question)
+        if gold is not None and source.endswith("-absent"):
+            cands = cands.without_doc(gold)
+        params = tanya.params.en if cands.lang == "en" else tanya.params.id
+        ev = gather_sentences(tanya.index, cands, params)
+        if ev is None:
+            continue
+        top = [int(i) for i in np.argsort(-ev.scores(params), kind="stable")[:sentences]]
+        texts = [tanya.index.store.text(ev.refs[i].doc_id)[ev.refs[i].start : ev.refs[i].end] for i in top]
+        spans = [answer_span(t, answer) if answer and ev.refs[i].doc_id == gold and not source.endswith("-absent")
+                 else None for i, t in zip(top, texts, strict=True)]
+        out.append(CandidateGroup(question, texts, spans, source))
+    return out
+
+
+def mine_candidate_groups(seed: int = 13, idk_paragraphs: int = 2000) -> list[CandidateGroup]:
+    """Candidate groups over two train-only indexes: every FacQA train passage (its questions, their
+    English translations, and each asked once more with its own passage removed: not in the corpus),
+    and ``idk_paragraphs`` IDK-MRC train paragraphs outside the calibration slice, indexed together
+    (answerable questions, and unanswerable ones whose on-topic paragraph is in the index)."""
+    from rag.tanya import Tanya
+
+    rng = random.Random(seed)
+    docs, items = facqa.load(("train",))
+    english = facqa.english_items({"train": items["train"]})["train"]
+    news: list[tuple[str, str | None, str | None, str]] = []
+    for label, rows in (("facqa", items["train"]), ("facqa-en", english)):
+        for it in rows:
+            answer = next((a for a in it.answers if a and a in it.passage), None)
+            if answer is not None:
+                news.append((it.question, it.doc_id, answer, label))
+                if rng.random() < 0.3:
+                    news.append((it.question, it.doc_id, None, f"{label}-absent"))
+    paragraphs = [p for p in json.loads(IDK_TRAIN.read_text(encoding="utf-8")) if not held_out(p["context"])]
+    paragraphs = rng.sample(paragraphs, min(idk_paragraphs, len(paragraphs)))
+    wiki: list[tuple[str, str | None, str | None, str]] = []
+    for i, para in enumerate(paragraphs):
+        for qa in para["qas"]:
+            answerable = not qa.get("is_impossible") and qa["answers"]
+            wiki.append((qa["question"].strip(), f"idk-{i:05d}", qa["answers"][0]["text"] if answerable else None,
+                         "idk" if answerable else "idk-unans"))
+    out: list[CandidateGroup] = []
+    for pool, questions in ((docs, news),
+                            ([Document(f"idk-{i:05d}", p["context"], p["context"][:60])
+                              for i, p in enumerate(paragraphs)], wiki)):
+        with tempfile.TemporaryDirectory(prefix="tanya-groups-") as home:
+            tanya = Tanya.open(home)
+            try:
+                tanya.add(pool, progress=True)
+                out += pipeline_groups(tanya, questions)
+            finally:
+                tanya.close()
+    rng.shuffle(out)
+    return out
+
+
+def save(examples: list[ReaderExample] | list[CandidateGroup], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as handle:
         for ex in examples:
@@ -184,6 +276,10 @@ def save(examples: list[ReaderExample], path: Path) -> None:
 
 def load(path: Path) -> list[ReaderExample]:
     return [ReaderExample(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def load_groups(path: Path) -> list[CandidateGroup]:
+    return [CandidateGroup(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 if __name__ == "__main__":

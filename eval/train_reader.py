@@ -21,13 +21,22 @@ import sys
 import time
 from pathlib import Path
 
-from eval.reader_data import ReaderExample, load, save, training_examples
+from eval.reader_data import (
+    CandidateGroup,
+    ReaderExample,
+    load,
+    load_groups,
+    mine_candidate_groups,
+    save,
+    training_examples,
+)
 from index.sentences import split_sentences
 from rag.reader_input import MAX_TOKENS, PAD, passage_windows, question_ids, token_span
 from rag.reader_model import FROZEN_LAYERS, build_model, trainable
 
 RUN_DIR = Path(".cache/reader/run")
 EXAMPLES = Path(".cache/reader/train.jsonl")
+GROUPS = Path(".cache/reader/groups.jsonl")
 
 
 def sentence_window(passage: str, rng: random.Random, around: int | None = None) -> tuple[int, int]:
@@ -80,17 +89,22 @@ def featurize(tokenizer, examples: list[ReaderExample], seed: int) -> list[tuple
 
 
 def batches(rows: list, batch_size: int, seed: int) -> list[list]:
-    """Shuffled batches of similar lengths (little padding), in shuffled order."""
+    """Shuffled batches of similar lengths (little padding), in shuffled order. A row is a window's
+    (ids, start, end, answerable), or a candidate group's list of them."""
     rng = random.Random(seed)
     order = list(range(len(rows)))
     rng.shuffle(order)
     out: list[list] = []
     pool = batch_size * 50
     for start in range(0, len(order), pool):
-        chunk = sorted(order[start : start + pool], key=lambda i: len(rows[i][0]))
+        chunk = sorted(order[start : start + pool], key=lambda i: row_length(rows[i]))
         out.extend([rows[i] for i in chunk[j : j + batch_size]] for j in range(0, len(chunk), batch_size))
     rng.shuffle(out)
     return out
+
+
+def row_length(row) -> int:
+    return max(len(r[0]) for r in row) if isinstance(row, list) else len(row[0])
 
 
 def span_mask(ids, first_passage):
@@ -117,7 +131,8 @@ def to_tensors(batch):
             torch.tensor([r[3] for r in batch], dtype=torch.float))
 
 
-def loss_of(model, batch):
+def losses(model, batch):
+    """Span and answerable losses of a batch of windows, and the answerable logits."""
     import torch.nn.functional as F
 
     ids, mask, first, start, end, answerable = to_tensors(batch)
@@ -127,7 +142,41 @@ def loss_of(model, batch):
     e_logits = e_logits.masked_fill(~allowed, -1e4)
     span_loss = (F.cross_entropy(s_logits, start) + F.cross_entropy(e_logits, end)) / 2
     has_loss = F.binary_cross_entropy_with_logits(has, answerable)
+    return span_loss, has_loss, has
+
+
+def loss_of(model, batch):
+    span_loss, has_loss, _ = losses(model, batch)
     return span_loss + has_loss, span_loss.item(), has_loss.item()
+
+
+def group_rows(tokenizer, group: CandidateGroup) -> list[tuple[list[int], int, int, float]]:
+    """One window per candidate sentence (a sentence fits one window), labelled with its answer span."""
+    q = question_ids(tokenizer, group.question)
+    rows = []
+    for sentence, span in zip(group.sentences, group.spans, strict=True):
+        window = passage_windows(tokenizer, q, sentence)[0]
+        located = token_span(window, span[0], span[1]) if span else None
+        rows.append((window.ids, *located, 1.0) if located else (window.ids, 0, 0, 0.0))
+    return rows
+
+
+def group_loss_of(model, groups: list[list[tuple[list[int], int, int, float]]]):
+    """The ranking stage's loss: span + answerable losses over every candidate, plus a listwise term
+    per answerable group (softmax of the answerable logits over its candidates, -log of the share on
+    the ones holding the answer): choosing among the pipeline's own candidates is what citing first is."""
+    import torch
+
+    rows = [r for g in groups for r in g]
+    span_loss, has_loss, has = losses(model, rows)
+    rank_terms, at = [], 0
+    for g in groups:
+        logits, positive = has[at : at + len(g)], torch.tensor([r[3] > 0 for r in g])
+        at += len(g)
+        if positive.any() and not positive.all():
+            rank_terms.append(torch.logsumexp(logits, 0) - torch.logsumexp(logits[positive], 0))
+    rank_loss = torch.stack(rank_terms).mean() if rank_terms else has.sum() * 0
+    return span_loss + has_loss + rank_loss, span_loss.item(), has_loss.item(), rank_loss.item()
 
 
 def train(args: argparse.Namespace) -> Path:
@@ -143,15 +192,23 @@ def train(args: argparse.Namespace) -> Path:
     if not is_provisioned(model_dir):
         provision(model_dir)
     tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    examples_path = Path(args.examples)
-    if not examples_path.exists():
-        save(training_examples(args.seed), examples_path)
-    examples = load(examples_path)
-    if args.limit:
-        examples = examples[: args.limit]
-    # English questions are 1k of ~17k examples: seen twice, so English questions transfer better.
-    examples += [ex for ex in examples if ex.source.startswith("facqa-en")] * (args.english_repeat - 1)
-    rows = featurize(tokenizer, examples, args.seed)
+    if args.groups:
+        # The ranking stage: a batch is ``batch_size`` questions' candidate groups (6 sentences each).
+        groups_path = Path(args.groups)
+        if not groups_path.exists():
+            save(mine_candidate_groups(), groups_path)  # seed 13, whatever the training seed
+        examples: list = load_groups(groups_path)[: args.limit or None]
+        rows: list = [group_rows(tokenizer, g) for g in examples]
+        step_loss = group_loss_of
+    else:
+        examples_path = Path(args.examples)
+        if not examples_path.exists():
+            save(training_examples(args.seed), examples_path)
+        examples = load(examples_path)[: args.limit or None]
+        # English questions are 1k of ~17k examples: seen twice, so English questions transfer better.
+        examples += [ex for ex in examples if ex.source.startswith("facqa-en")] * (args.english_repeat - 1)
+        rows = featurize(tokenizer, examples, args.seed)
+        step_loss = loss_of
     plan = [b for epoch in range(math.ceil(args.epochs)) for b in batches(rows, args.batch_size, args.seed + epoch)]
     plan = plan[: round(len(plan) * args.epochs / math.ceil(args.epochs))]
     if args.max_steps:
@@ -161,7 +218,7 @@ def train(args: argparse.Namespace) -> Path:
     model = build_model(model_dir)
     if args.init_from:
         # A second stage starts from the first stage's weights with a fresh optimiser and schedule.
-        model.load_state_dict(torch.load(args.init_from, weights_only=False)["model"], strict=False)
+        model.load_state_dict(initial_weights(Path(args.init_from)), strict=False)
     params = [p for p in model.parameters() if p.requires_grad]
     heads = [p for n, p in model.named_parameters() if n.startswith(("span.", "answerable."))]
     body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(("span.", "answerable."))]
@@ -192,7 +249,7 @@ def train(args: argparse.Namespace) -> Path:
     bar = tqdm(total=total, initial=step, desc="training the reader", file=sys.stderr)
     running: list[float] = []
     while step < total:
-        loss, span_loss, has_loss = loss_of(model, plan[step])
+        loss, span_loss, has_loss, *rank = step_loss(model, plan[step])
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -206,18 +263,30 @@ def train(args: argparse.Namespace) -> Path:
             running = []
             bar.set_postfix(loss=f"{mean:.3f}")
             log.write(json.dumps({"step": step, "loss": round(mean, 4), "span": round(span_loss, 4),
-                                  "answerable": round(has_loss, 4),
+                                  "answerable": round(has_loss, 4), **({"rank": round(rank[0], 4)} if rank else {}),
                                   "seconds": round(time.monotonic() - started, 1)}) + "\n")
             log.flush()
         if step % args.checkpoint_every == 0 or step == total:
             save_checkpoint(checkpoint, model, optimizer, scheduler, step, time.monotonic() - started)
     bar.close()
-    meta = {"seed": args.seed, "init_from": args.init_from,
+    meta = {"seed": args.seed, "init_from": args.init_from, "groups": args.groups,
             "epochs": args.epochs, "examples": len(examples), "windows": len(rows), "steps": total,
             "batch_size": args.batch_size, "lr": args.lr, "head_lr": args.head_lr, "frozen_layers": FROZEN_LAYERS,
             "threads": args.threads, "train_seconds": round(time.monotonic() - started, 1)}
     (run / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return checkpoint
+
+
+def initial_weights(path: Path) -> dict:
+    """Trained tensors to start from: a run's checkpoint.pt, or shipped weights (rag/reader/weights.safetensors,
+    fp16, widened back to fp32), so a later stage can start from what the repo carries."""
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return {k: v.to(torch.float32) for k, v in load_file(str(path)).items()}
+    return torch.load(path, weights_only=False)["model"]
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, step: int, elapsed: float) -> None:
@@ -294,6 +363,8 @@ def plot_loss(rows: list[dict], path: Path, stage_starts: list[int] | None = Non
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", default=str(EXAMPLES), help="JSONL of examples (built when missing)")
+    parser.add_argument("--groups", metavar="JSONL", help="the ranking stage: train on candidate groups "
+                        f"(eval/reader_data.py mine_candidate_groups; mined when missing, e.g. {GROUPS})")
     parser.add_argument("--run-dir", default=str(RUN_DIR))
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -307,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--init-from", metavar="CHECKPOINT",
-                        help="start from another run's checkpoint.pt (weights only: new optimiser and schedule)")
+                        help="start from another run's checkpoint.pt or shipped weights.safetensors (weights only: new "
+                        "optimiser and schedule)")
     parser.add_argument("--export", metavar="DIR", help="only write DIR/weights.safetensors + reader.json from "
                         "the run's last checkpoint (rag/reader ships them)")
     args = parser.parse_args(argv)

@@ -140,3 +140,31 @@ def test_a_short_training_run_exercises_the_trainer(tmp_path: Path, model_dir: P
     assert export.returncode == 0, export.stderr[-2000:]
     meta = check_shipped(out)
     assert meta["training"]["steps"] == 2 and meta["training"]["seed"] == 13
+
+
+def test_the_ranking_stage_trains_on_candidate_groups_from_the_shipped_weights(tmp_path: Path, model_dir: Path
+                                                                                ) -> None:
+    """Two steps of the ranking stage over candidate groups, starting from rag/reader's fp16 weights: the
+    loss log carries the listwise term, and the exported weights pass the loader's check."""
+    from eval.reader_data import CandidateGroup, answer_span, load_groups, save
+    from rag.reader_model import SHIPPED
+
+    sentences = ["Juru bicara Departemen Luar Negeri AS John Kirby mengatakan tidak ada rencana kerja sama.",
+                 "Pernyataan juru bicara itu menanggapi Menteri Luar Negeri Rusia Sergei Lavrov.",
+                 "Ia berbicara di Washington pada hari Senin."]
+    groups = [CandidateGroup("Siapa juru bicara Departemen Luar Negeri AS?", sentences,
+                             [answer_span(sentences[0], "John Kirby"), None, None], "test"),
+              CandidateGroup("Berapa umur Kirby?", sentences, [None, None, None], "test-unans")] * 2
+    assert groups[0].spans[0] == [sentences[0].find("John Kirby"), sentences[0].find("John Kirby") + 10]
+    save(groups, tmp_path / "groups.jsonl")
+    assert load_groups(tmp_path / "groups.jsonl") == groups
+    run_dir = tmp_path / "run"
+    train = subprocess.run([sys.executable, "-m", "eval.train_reader", "--groups", str(tmp_path / "groups.jsonl"),
+                            "--init-from", str(SHIPPED / "weights.safetensors"), "--run-dir", str(run_dir),
+                            "--max-steps", "2", "--batch-size", "4", "--epochs", "2", "--checkpoint-every", "1"],
+                           capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert train.returncode == 0, train.stderr[-2000:]
+    losses = [json.loads(line) for line in (run_dir / "loss.jsonl").read_text().splitlines()]
+    assert losses[-1]["step"] == 2 and losses[-1]["rank"] > 0
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["groups"] == str(tmp_path / "groups.jsonl") and meta["examples"] == 4
