@@ -68,17 +68,14 @@ calibrate: model
 # Train the reader on ../shared/data (train splits; ~1 h on 2 cores, checkpoints in .cache/reader/run,
 # `--resume` continues), ship its weights to rag/reader/, then fit how the pipeline uses it
 # (rag/params.json). See rag/reader/MODEL_CARD.md. Setup never trains: the weights are in the repo.
-# Four stages (rag/reader/MODEL_CARD.md): three of 0.7 epoch at falling rates, then the ranking stage over
-# the candidate sentences Tanya's own pipeline hands the reader (mined into .cache/reader/groups.jsonl).
+# Two stages (rag/reader/MODEL_CARD.md): 0.7 of an epoch, then 0.7 more from its weights at a lower rate.
 train-reader: model
 	$(BIN)/python -m eval.train_reader --epochs 0.7
 	$(BIN)/python -m eval.train_reader --run-dir .cache/reader/run2 --init-from .cache/reader/run/checkpoint.pt \
 		--seed 14 --epochs 0.7 --lr 5e-5 --head-lr 3e-4
 	$(BIN)/python -m eval.train_reader --run-dir .cache/reader/run3 --init-from .cache/reader/run2/checkpoint.pt \
 		--seed 15 --epochs 0.7 --lr 3e-5 --head-lr 2e-4
-	$(BIN)/python -m eval.train_reader --run-dir .cache/reader/rank --init-from .cache/reader/run3/checkpoint.pt \
-		--groups .cache/reader/groups.jsonl --seed 16 --epochs 0.35 --batch-size 2 --lr 4e-5 --head-lr 3e-4
-	$(BIN)/python -m eval.train_reader --run-dir .cache/reader/rank --export rag/reader
+	$(BIN)/python -m eval.train_reader --run-dir .cache/reader/run3 --export rag/reader
 	$(BIN)/tanya provision
 	$(BIN)/python -m eval.calibrate_reader --home .cache/facqa-home --write
 

@@ -36,7 +36,9 @@ from eval import facqa
 from eval.calibrate import MAX_ANSWERABLE_REFUSED, fit_logistic, open_facqa
 from eval.metrics import contains_answer
 from eval.reader_data import calibration_examples
+from eval.suite import eval_index
 from index.documents import Document
+from index.home import DataHome
 from rag.answer import (
     ReaderEvidence,
     SentenceEvidence,
@@ -152,7 +154,7 @@ def facqa_observations(tanya: Tanya, reader: Reader, items: list[facqa.FacQAItem
 def idk_observations(reader: Reader, params: ScoringParams, home: Path) -> list[Observation]:
     examples = calibration_examples()
     doc_of = {p: f"idk-{i:04d}" for i, p in enumerate(sorted({ex.passage for ex in examples}))}
-    tanya = Tanya.open(home)
+    tanya = eval_index(Path(home), DataHome.resolve().model_dir)  # the user's model, not a copy
     tanya.add([Document(d, p, p[:60]) for p, d in doc_of.items()], progress=True)
     out = []
     for ex in tqdm(examples, desc="reading idk (held out)", file=sys.stderr):

@@ -103,13 +103,14 @@ def mine_hard_negatives(examples: list[ReaderExample], per_question: int = 1, se
                         ) -> list[ReaderExample]:
     """For each answerable example, the best-ranked other passage of the pool (Tanya's hybrid
     retrieval over an index of every passage) that does not contain the answer text."""
-    from rag.tanya import Tanya
+    from eval.suite import eval_index
+    from index.home import DataHome
 
     passages = sorted({ex.passage for ex in examples})
     doc_of = {p: f"p{i:05d}" for i, p in enumerate(passages)}
     text_of = {d: p for p, d in doc_of.items()}
     with tempfile.TemporaryDirectory(prefix="tanya-mining-") as home:
-        tanya = Tanya.open(home)
+        tanya = eval_index(Path(home), DataHome.resolve().model_dir)  # the user's model, not a copy
         try:
             tanya.add([Document(d, p, p[:60]) for p, d in doc_of.items()], progress=True)
             out = []
@@ -231,7 +232,8 @@ def mine_candidate_groups(seed: int = 13, idk_paragraphs: int = 2000) -> list[Ca
     English translations, and each asked once more with its own passage removed: not in the corpus),
     and ``idk_paragraphs`` IDK-MRC train paragraphs outside the calibration slice, indexed together
     (answerable questions, and unanswerable ones whose on-topic paragraph is in the index)."""
-    from rag.tanya import Tanya
+    from eval.suite import eval_index
+    from index.home import DataHome
 
     rng = random.Random(seed)
     docs, items = facqa.load(("train",))
@@ -257,7 +259,7 @@ def mine_candidate_groups(seed: int = 13, idk_paragraphs: int = 2000) -> list[Ca
                             ([Document(f"idk-{i:05d}", p["context"], p["context"][:60])
                               for i, p in enumerate(paragraphs)], wiki)):
         with tempfile.TemporaryDirectory(prefix="tanya-groups-") as home:
-            tanya = Tanya.open(home)
+            tanya = eval_index(Path(home), DataHome.resolve().model_dir)  # the user's model, not a copy
             try:
                 tanya.add(pool, progress=True)
                 out += pipeline_groups(tanya, questions)

@@ -209,19 +209,19 @@ class VectorCollections:
                      filters: MetadataFilters | None = None) -> list[tuple[str, int, str | None, float]]:
         """(doc_id, chunk, version, cosine) of the ``k`` nearest chunk vectors (among those ``filters``
         allow: index/filters.py), whatever their version: the caller keeps those of live versions.
-        Asked of the collection itself for metadata and distances only: building llama-index nodes (their
-        text included) for a few hundred neighbours costs more than the search (rag/retriever.py asks
-        for that many under a broad filter)."""
+        Asked of the collection itself for distances only, the rest read from the vector ids: fetching
+        the neighbours' metadata from Chroma's SQLite costs more than the search (at 76k chunks, 31 ms
+        against 3 ms for 50 neighbours, 336 ms against 10 ms for 1,000), and llama-index nodes more still."""
         with reachable():
             count = self.chunk_collection.count()
             if count == 0:
                 return []
             where = cast(Where, _to_chroma_filter(filters)) if filters is not None else None
             found = self.chunk_collection.query(query_embeddings=[embedding.tolist()], n_results=min(k, count),
-                                                where=where, include=["metadatas", "distances"])
+                                                where=where, include=["distances"])
         # Cosine space: distance = 1 - cosine.
-        return [(str(m["doc_id"]), int(cast(int, m["chunk"])), cast(str | None, m.get("version")), 1.0 - float(d))
-                for m, d in zip((found["metadatas"] or [[]])[0], (found["distances"] or [[]])[0], strict=True)]
+        return [(*parse_vector_id(i), 1.0 - float(d))
+                for i, d in zip(found["ids"][0], (found["distances"] or [[]])[0], strict=True)]
 
     def without_filter_metadata(self, page: int = 5000) -> list[tuple[str, dict]]:
         """(id, metadata) of every vector an older home wrote without ``index.filters.filter_fields``."""
@@ -262,4 +262,12 @@ def chunk_id(doc_id: str, chunk: int) -> str:
 def vector_id(doc_id: str, chunk: int, version: str) -> str:
     """The Chroma id of one version of a chunk's vector."""
     return f"{chunk_id(doc_id, chunk)}@{version}"
+
+
+def parse_vector_id(vid: str) -> tuple[str, int, str]:
+    """(doc_id, chunk, version) of a ``vector_id`` (split at the last "#c" and "@": a document id may hold
+    either; a version, a hex digest, holds neither)."""
+    name, version = vid.rsplit("@", 1)
+    doc_id, chunk = name.rsplit("#c", 1)
+    return doc_id, int(chunk), version
 

@@ -26,8 +26,10 @@ from rag.background import background_level
 from rag.params import Params, ScoringParams
 
 CANDIDATES_PER_SIDE = 50
-# Unfiltered neighbours worth fetching to keep a filter's allowed ones, rather than a filtered search.
-MAX_POST_FILTERED = 1000
+# Unfiltered neighbours worth fetching to keep a filter's allowed ones, rather than a filtered search
+# (at 76k chunks 2,000 neighbours take ~18 ms without their metadata; a filtered search, 100+ ms): a
+# filter that allows 5% of the documents or more is post-filtered.
+MAX_POST_FILTERED = 2000
 
 
 @dataclass

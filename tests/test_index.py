@@ -224,3 +224,12 @@ def test_a_file_name_an_id_cannot_hold_is_made_into_one(tmp_path: Path) -> None:
     for name in ("berita banjir Semarang.txt", "opini: harga (BBM).md", "  spasi  .txt"):
         (tmp_path / name).write_text("Judul\nIsi berita.", encoding="utf-8")
     assert sorted(d.doc_id for d in read_paths([tmp_path])) == ["berita-banjir-Semarang", "opini-harga-BBM", "spasi"]
+
+
+def test_vector_ids_read_back_whatever_the_document_id_holds() -> None:
+    """Retrieval reads doc id, chunk and version from the Chroma id (index/vectors.py query_chunks), so
+    the split must hold for ids with the separators in them."""
+    from index.vectors import parse_vector_id, vector_id
+
+    for doc_id in ("plain", "a#c1", "x@y.com", "berita#c@2016", "päge#c12@"):
+        assert parse_vector_id(vector_id(doc_id, 7, "597528f5b92fd423")) == (doc_id, 7, "597528f5b92fd423")
