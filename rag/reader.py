@@ -47,7 +47,8 @@ class Reader:
 
         # No memory arena: each question's batch has another shape, and an arena keeps the largest blocks
         # it ever needed. 120 FacQA questions at 76k chunks: 1,159 MB with it, 1,124 MB without, at the same
-        # speed; 1,029 MB once the embedder also shrinks its arena on questions (index/onnx_embedder.py).
+        # speed; 1,029 MB once the embedder also shrank its arena on questions (now: after each call, see
+        # index/onnx_embedder.py; tanya serve at 76k chunks then holds 1,108 MB).
         self._session: Any = ort.InferenceSession(str(composed_graph(model_dir, folder)),
                                                   sess_options=session_options(threads, arena=False),
                                                   providers=["CPUExecutionProvider"])
