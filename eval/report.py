@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from eval.suite import MODES, NO_READER, QuestionRun
+from index.onnx_embedder import describe_instruction_sets
 from rag.params import Params
 
 LANG_NAMES = {"all": "all", "id": "Indonesian", "en": "English"}
@@ -227,8 +228,8 @@ def write_report(out_dir: Path, runs_by_set: dict[str, list[QuestionRun]], summa
     lines = [
         "# Tanya evaluation report",
         "",
-        f"`{command}` on {platform.machine()} ({platform.python_implementation()} {platform.python_version()}), "
-        f"{time_stamp()}.",
+        f"`{command}` on {platform.machine()} ({describe_instruction_sets()}; {platform.python_implementation()} "
+        f"{platform.python_version()}), {time_stamp()}.",
         "",
         *[f"- **{name}**: {descriptions.get(name, '')}" for name in runs_by_set],
         "",

@@ -24,12 +24,32 @@ from llama_index.core.embeddings import BaseEmbedding
 from pydantic import PrivateAttr
 
 ONNX_INT8 = Path("onnx") / "model_qint8.onnx"  # inside the sentence-transformers model folder
+ONNX_INT8_RECORD = Path("onnx") / "model_qint8.json"  # how that graph was quantised (QUANTISATION)
+# Bump when fuse_and_quantise changes: folders exported by an older recipe are exported again.
+# 7-bit weights: see fuse_and_quantise.
+QUANTISATION = "dynamic-int8-per-channel-7bit-weights"
 MAX_TOKENS = 512
 BATCH = 32  # texts per forward pass, after sorting by length (chosen by measurement)
 
 
 def onnx_path(model_dir: Path) -> Path:
     return model_dir / ONNX_INT8
+
+
+def int8_instruction_sets() -> dict[str, bool]:
+    """Which of the instruction sets that choose onnxruntime's int8 kernels this CPU has (Linux x86-64;
+    all False elsewhere). Reports record them: with 7-bit weights the answers should not depend on them."""
+    try:
+        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                         if line.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        flags = set()
+    return {name: name in flags for name in ("avx2", "avx512_vnni", "avx_vnni", "amx_int8")}
+
+
+def describe_instruction_sets() -> str:
+    """E.g. "avx2, avx512_vnni, no amx_int8": for the first lines of reports."""
+    return ", ".join(name if present else f"no {name}" for name, present in int8_instruction_sets().items())
 
 
 def session_options(threads: int | None = None, arena: bool = True):  # -> onnxruntime.SessionOptions
@@ -48,9 +68,10 @@ def session_options(threads: int | None = None, arena: bool = True):  # -> onnxr
 
 
 def export_int8(model_dir: Path) -> Path:
-    """Export, fuse and quantise once per model folder (~1 min, ~4 GB peak); atomic."""
+    """Export, fuse and quantise once per model folder (~1 min, ~4 GB peak); atomic. A folder exported
+    with another QUANTISATION recipe is exported again."""
     target = onnx_path(model_dir)
-    if target.is_file():
+    if is_current_export(target, model_dir / ONNX_INT8_RECORD):
         return target
     print("tanya: exporting the int8 ONNX model (once per model folder, about a minute)", file=sys.stderr,
           flush=True)
@@ -84,11 +105,38 @@ def export_int8(model_dir: Path) -> Path:
         del model
         fuse_and_quantise(raw, fused, quantised, config)
         os.replace(quantised, target)
+    write_export_record(target, model_dir / ONNX_INT8_RECORD)
     return target
 
 
+def export_facts(graph: Path, **facts: str) -> dict[str, object]:
+    """What an exported graph's record holds: its recipe and size (a cut-short copy shows), plus ``facts``."""
+    return {"quantisation": QUANTISATION, "graph_bytes": graph.stat().st_size, **facts}
+
+
+def is_current_export(graph: Path, record: Path, **facts: str) -> bool:
+    """Whether ``graph`` is whole and was quantised with today's QUANTISATION (and has ``facts``)."""
+    if not graph.is_file() or not record.is_file():
+        return False
+    built = json.loads(record.read_text(encoding="utf-8"))
+    return all(built.get(key) == value for key, value in export_facts(graph, **facts).items())
+
+
+def write_export_record(graph: Path, record: Path, **facts: str) -> None:
+    record.write_text(json.dumps(export_facts(graph, **facts), indent=2), encoding="utf-8")
+
+
 def fuse_and_quantise(raw: Path, fused: Path, quantised: Path, config: dict) -> None:
-    """onnxruntime's BERT fusion, then dynamic int8 weights (per channel): for any e5-based graph."""
+    """onnxruntime's BERT fusion, then dynamic int8 weights (per channel, 7 bits): for any e5-based graph.
+
+    7-bit weights (``reduce_range``) make the answers the same on every x86-64 CPU. Without VNNI,
+    onnxruntime's u8s8 kernels multiply with AVX2's VPMADDUBSW, which adds two u8*s8 products into an
+    int16 and saturates once a pair exceeds 32,767 (255*127*2 = 64,770); AVX-512 VNNI and AMX add into
+    int32 and never do. With weights in [-64, 64] a pair is at most 32,640, so both paths compute the
+    same integers (tests/test_cpu_independence.py checks this under an emulated AVX2-only CPU).
+    Measured (benchmarks/README.md): same speed and memory as 8-bit weights; 8-bit weights put 3 of 40
+    Indonesian seed questions wrong on an AVX2-only CPU.
+    """
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.optimizer import optimize_model
@@ -99,7 +147,7 @@ def fuse_and_quantise(raw: Path, fused: Path, quantised: Path, config: dict) -> 
     logging.disable(logging.WARNING)  # "consider pre-processing": not needed for dynamic int8
     try:
         quantize_dynamic(str(fused), str(quantised), weight_type=QuantType.QInt8, per_channel=True,
-                         extra_options={"DefaultTensorType": TensorProto.FLOAT})
+                         reduce_range=True, extra_options={"DefaultTensorType": TensorProto.FLOAT})
     finally:
         logging.disable(logging.NOTSET)
 

@@ -109,14 +109,14 @@ def graph_path(model_dir: Path) -> Path:
 
 def composed_graph(model_dir: Path, folder: Path | None = None) -> Path:
     """The composed graph, after checking it is the one built from today's shipped weights."""
+    from index.onnx_embedder import is_current_export
+
     path, record = graph_path(model_dir), model_dir / COMPOSED
     if not path.is_file() or not record.is_file():
         raise ReaderUnavailable("the reader is not provisioned: run `tanya provision`")
-    built = json.loads(record.read_text(encoding="utf-8"))
-    if built.get("weights_sha256") != manifest(folder)["weights_sha256"]:
-        raise ReaderUnavailable("the provisioned reader was built from other weights: run `tanya provision`")
-    if path.stat().st_size != built.get("graph_bytes"):
-        raise ReaderUnavailable(f"the reader graph {path} is damaged: run `tanya provision` again")
+    if not is_current_export(path, record, weights_sha256=manifest(folder)["weights_sha256"]):
+        raise ReaderUnavailable(f"the reader graph {path} was built from other weights or another int8 recipe, "
+                                "or is damaged: run `tanya provision`")
     return path
 
 
@@ -138,7 +138,7 @@ def compose(model_dir: Path, folder: Path | None = None) -> Path:
     import torch
     from safetensors.torch import load_file
 
-    from index.onnx_embedder import fuse_and_quantise
+    from index.onnx_embedder import fuse_and_quantise, write_export_record
 
     model = build_model(model_dir)
     state = {k: v.float() for k, v in load_file(str(reader_dir(folder) / WEIGHTS_FILE)).items()}
@@ -173,8 +173,7 @@ def compose(model_dir: Path, folder: Path | None = None) -> Path:
         del model
         fuse_and_quantise(raw, fused, quantised, json.loads((model_dir / "config.json").read_text(encoding="utf-8")))
         os.replace(quantised, target)
-    record = {"weights_sha256": meta["weights_sha256"], "graph_bytes": target.stat().st_size}
-    (model_dir / COMPOSED).write_text(json.dumps(record, indent=2), encoding="utf-8")
+    write_export_record(target, model_dir / COMPOSED, weights_sha256=meta["weights_sha256"])
     return target
 
 

@@ -1,0 +1,59 @@
+"""What Tanya's two int8 graphs compute on a fixed handful of inputs, for tests/test_cpu_independence.py,
+which runs this once natively and once on an emulated AVX2-only CPU and compares the two.
+
+    python -m tests.cpu_probe MODEL_DIR OUT.npz
+
+Inputs: seed questions (eval/data/seed_gold.jsonl) and the corpus/ sentences that hold their evidence,
+read and embedded by the product's own classes (the embedder and the reader), nothing re-implemented.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import index  # noqa: F401  (offline switches before anything heavy)
+from index.embedder import PASSAGE_PROMPT, QUERY_PROMPT
+from index.onnx_embedder import OnnxE5Embedding
+from index.sentences import split_sentences
+from rag.reader import Reader
+
+ROOT = Path(__file__).resolve().parents[1]
+QUESTIONS = 6  # answerable seed questions, both languages: ~2.5 min on an emulated CPU
+
+
+def probe_inputs() -> list[tuple[str, list[str]]]:
+    """(question, [its evidence sentence, the sentence after it]) for the first answerable seed questions."""
+    cases = []
+    for line in (ROOT / "eval" / "data" / "seed_gold.jsonl").read_text(encoding="utf-8").splitlines():
+        gold = json.loads(line)
+        if not gold.get("answerable") or not gold.get("evidence"):
+            continue
+        text = (ROOT / "corpus" / f"{gold['doc']}.txt").read_text(encoding="utf-8")
+        sentences = [text[s.start : s.end] for s in split_sentences(text)]
+        at = next(i for i, sentence in enumerate(sentences) if gold["evidence"] in sentence)
+        cases.append((gold["question"], sentences[at : at + 2]))
+        if len(cases) == QUESTIONS:
+            break
+    return cases
+
+
+def probe(model_dir: Path) -> dict[str, Any]:  # name -> np.ndarray
+    cases = probe_inputs()
+    embedder = OnnxE5Embedding(model_dir, QUERY_PROMPT, PASSAGE_PROMPT)
+    passages = embedder.encode([PASSAGE_PROMPT + p for _, sentences in cases for p in sentences])
+    queries = embedder.encode([QUERY_PROMPT + question for question, _ in cases])
+    reader = Reader(model_dir)
+    readings = [r for question, sentences in cases for r in reader.read(question, sentences) if r is not None]
+    return {"passages": passages, "queries": queries,
+            "answerable": np.array([r.answerable for r in readings]),
+            "span_margin": np.array([r.span_margin for r in readings]),
+            "spans": np.array([[r.start, r.end] for r in readings])}
+
+
+if __name__ == "__main__":
+    np.savez(sys.argv[2], **probe(Path(sys.argv[1])))
