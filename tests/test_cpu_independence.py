@@ -99,15 +99,16 @@ def test_the_embedder_and_reader_agree_on_an_avx2_only_cpu(tmp_path: Path, model
     """Both int8 graphs on seed questions and their sentences (tests/cpu_probe.py), here and emulated.
 
     Not bit for bit: onnxruntime's float kernels (softmax, GELU) differ in the last bit between AVX2 and
-    AVX-512 (~5e-7), and a value on a rounding edge of the reader's dynamic activation quantisation then
-    moves its logits a little. Measured with 7-bit weights: scores 1e-5, answerable logits 0.18, spans all
-    the same; with 8-bit weights: scores 0.019, answerable logits 1.3, 1 span in 8 different.
+    AVX-512 (~5e-7), and a value on a rounding edge of the dynamic activation quantisation then moves
+    later integers by a step. Measured with 7-bit weights: query-passage scores 0.0036 (0.00001 on
+    another batch of these texts), answerable logits 0.18, spans all the same; with 8-bit weights:
+    scores 0.019, answerable logits 1.32, 2 spans of 16 different.
     """
     from tests.cpu_probe import probe
 
     out = tmp_path / "emulated.npz"
     emulated("-m", "tests.cpu_probe", str(model_dir), str(out), timeout=900)
     here, there = probe(model_dir), np.load(out)
-    assert np.max(np.abs(here["queries"] @ here["passages"].T - there["queries"] @ there["passages"].T)) < 1e-3
+    assert np.max(np.abs(here["queries"] @ here["passages"].T - there["queries"] @ there["passages"].T)) < 0.01
     assert np.max(np.abs(here["answerable"] - there["answerable"])) < 0.5
     assert np.array_equal(here["spans"], there["spans"])
