@@ -84,7 +84,9 @@ def test_the_onnx_int8_backend_agrees_with_torch(model_dir: Path) -> None:
         assert float(q_torch @ q_int8) >= 0.98
         # Every question-passage similarity moves by int8 rounding only (English margins here are
         # 0.01 wide, so the nearest passage itself may change; benchmarks/README.md measures quality).
-        assert np.max(np.abs(int8_p @ q_int8 - torch_p @ q_torch)) <= 0.015
+        # 7-bit weights have twice 8-bit's step: 0.0166 on a VNNI CPU, 0.0143 on an emulated AVX2-only one
+        # (8-bit weights: under 0.015 on VNNI, 0.0163 on AVX2-only; tests/test_cpu_independence.py).
+        assert np.max(np.abs(int8_p @ q_int8 - torch_p @ q_torch)) <= 0.02
     question = embed_query(int8, "Siapa juru bicara Departemen Luar Negeri AS?")
     assert np.argmax(int8_p @ question) == 0  # the Kirby sentence
     # The query prompt is applied: a question embedded as a passage is a different vector.
