@@ -17,11 +17,13 @@ from tests.helpers import CORPUS, free_port, running_server, start_chroma, stop
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from index.model import provision
+    from index.onnx_embedder import export_int8
     from rag.reader_model import compose
 
     target = tmp_path_factory.mktemp("model") / "multilingual-e5-small"
-    provision(target)
-    compose(target)  # the shipped reader, as `tanya provision` composes it
+    provision(target)  # then the int8 embedder and the shipped reader, as `tanya provision` does
+    export_int8(target)
+    compose(target)
     os.environ["TANYA_MODEL_DIR"] = str(target)
     return target
 
