@@ -48,7 +48,7 @@ def int8_instruction_sets() -> dict[str, bool]:
 
 
 def describe_instruction_sets() -> str:
-    """E.g. "avx2, avx512_vnni, no amx_int8": for the first lines of reports."""
+    """E.g. "avx2, avx512_vnni, no avx_vnni, no amx_int8": for the first lines of reports."""
     return ", ".join(name if present else f"no {name}" for name, present in int8_instruction_sets().items())
 
 
@@ -118,7 +118,10 @@ def is_current_export(graph: Path, record: Path, **facts: str) -> bool:
     """Whether ``graph`` is whole and was quantised with today's QUANTISATION (and has ``facts``)."""
     if not graph.is_file() or not record.is_file():
         return False
-    built = json.loads(record.read_text(encoding="utf-8"))
+    try:
+        built = json.loads(record.read_text(encoding="utf-8"))
+    except ValueError:  # a record cut short: export again
+        return False
     return all(built.get(key) == value for key, value in export_facts(graph, **facts).items())
 
 
@@ -134,8 +137,8 @@ def fuse_and_quantise(raw: Path, fused: Path, quantised: Path, config: dict) -> 
     int16 and saturates once a pair exceeds 32,767 (255*127*2 = 64,770); AVX-512 VNNI and AMX add into
     int32 and never do. With weights in [-64, 64] a pair is at most 32,640, so both paths compute the
     same integers (tests/test_cpu_independence.py checks this under an emulated AVX2-only CPU).
-    Measured (benchmarks/README.md): same speed and memory as 8-bit weights; 8-bit weights put 3 of 40
-    Indonesian seed questions wrong on an AVX2-only CPU.
+    Measured (benchmarks/README.md): same speed and memory as 8-bit weights, which cost an AVX2-only
+    machine 3 of the 40 Indonesian seed questions (issue 26).
     """
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic

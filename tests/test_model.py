@@ -139,3 +139,5 @@ def test_graphs_from_another_int8_recipe_are_exported_again(model_dir: Path, tmp
     with graph_path(old).open("ab") as graph:
         graph.write(b"\0")
     assert not is_composed(old)
+    (old / COMPOSED).write_text('{"quantisation": ')  # a record cut short
+    assert not is_composed(old)
