@@ -66,6 +66,16 @@ def iso_date(value: str) -> str | None:
     return dates[0][1] if dates else None
 
 
+def whole_date(value: str) -> str | None:
+    """A date a person typed (a filter's bound) as ISO 8601: the whole value must be one date, in any form
+    ``iso_date`` reads, with nothing around it ("' OR 1=1 -- 2016-01-01" is not a date)."""
+    value = value.strip()
+    if _PARTIAL.fullmatch(value) or any(pattern.fullmatch(value) for pattern in (_ISO, _NUMERIC, _DAY_MONTH,
+                                                                                  _MONTH_DAY)):
+        return iso_date(value)
+    return None
+
+
 def inferred_date(text: str) -> str | None:
     """The first explicit date in the opening of an article's text (its dateline), if any."""
     dates = _dates_in(text[:OPENING_CHARS])

@@ -18,6 +18,9 @@ from index.dates import inferred_date, iso_date
 
 TEXT_SUFFIXES = (".txt", ".md")
 MAX_DOCUMENT_CHARS = 5_000_000
+MAX_TITLE_CHARS = 300  # longer titles are cut (a page's <title> can hold a whole teaser)
+MAX_URL_CHARS = 2000  # longer URLs are cut
+MAX_SOURCE_CHARS = 200  # a publisher's name; a longer one is refused (it is echoed in every citation)
 BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which some editors (Notepad) write: not part of the text
 _DOC_ID = re.compile(r"[\w.\-]{1,200}")  # whole string (fullmatch: `$` would let a trailing newline in)
 
@@ -62,25 +65,39 @@ def make_document(doc_id: str, text: object, title: object = None, date: object 
         raise InputError(f"{where}: 'text' must be a string")
     if "\x00" in text:
         raise InputError(f"{where}: looks like a binary file (contains NUL bytes)")
+    checked_text(text, "text", where)
     if not text.strip():
         raise InputError(f"{where}: the document is empty")
     if len(text) > MAX_DOCUMENT_CHARS:
         raise InputError(f"{where}: the document has {len(text):,} characters; the limit is "
                          f"{MAX_DOCUMENT_CHARS:,}")
-    for name, value in (("title", title), ("date", date), ("source", source), ("url", url)):
-        if value is not None and not isinstance(value, str):
-            raise InputError(f"{where}: '{name}' must be a string")
-    for name, value in (("text", text), ("title", title)):
-        try:
-            str(value or "").encode("utf-8")
-        except UnicodeEncodeError:
-            raise InputError(f"{where}: '{name}' is not valid Unicode (lone surrogate)") from None
-    iso = iso_date(date) if isinstance(date, str) and date.strip() else None
-    if isinstance(date, str) and date.strip() and iso is None:
+    title, date, source, url = (checked_text(value, name, where) for name, value in
+                                (("title", title), ("date", date), ("source", source), ("url", url)))
+    if source and len(source) > MAX_SOURCE_CHARS:
+        raise InputError(f"{where}: 'source' has {len(source):,} characters; a publisher's name is at most "
+                         f"{MAX_SOURCE_CHARS}")
+    iso = iso_date(date) if date and date.strip() else None
+    if date and date.strip() and iso is None:
         raise InputError(f"{where}: 'date' {date[:40]!r} is not a date (use YYYY-MM-DD)")
     inferred = iso is None and infer_date and (iso := inferred_date(text)) is not None
-    return Document(doc_id, text, str(title or title_from_text(text))[:300], iso,
-                    str(source) if source else None, str(url)[:2000] if url else None, inferred)
+    return Document(doc_id, text, (title or title_from_text(text))[:MAX_TITLE_CHARS], iso,
+                    source or None, url[:MAX_URL_CHARS] if url else None, inferred)
+
+
+def checked_text(value: object, name: str, where: str = "") -> str | None:
+    """One rule for every text a user hands in (a document's fields, a filter's values): None, or a string
+    that is valid Unicode. A lone surrogate (JSON allows "\\ud800") can be neither stored nor sent back as
+    UTF-8, so it is refused here rather than failing later (in a hash, a query, a reply)."""
+    if value is None:
+        return None
+    prefix = f"{where}: " if where else ""
+    if not isinstance(value, str):
+        raise InputError(f"{prefix}'{name}' must be a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{prefix}'{name}' is not valid Unicode (a lone surrogate)") from None
+    return value
 
 
 def title_from_text(text: str, limit: int = 100) -> str:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilter, MetadataFilters
 
-from index.dates import iso_date
-from index.documents import InputError
+from index.dates import whole_date
+from index.documents import InputError, checked_text
 
 MAX_SOURCES = 50
 _WORDS = {
@@ -80,7 +80,10 @@ class DocumentFilter:
         given = [source] if isinstance(source, str) else list(source or [])
         if not all(isinstance(s, str) for s in given):
             raise InputError("'source' must be a publisher's name or a list of them")
-        sources = tuple(dict.fromkeys(s.strip() for s in given if s.strip()))
+        sources = tuple(dict.fromkeys(s.strip() for s in given if checked_text(s, "source") and s.strip()))
+        for name in sources:
+            if not source_key(name):  # "www." would match every document without a publisher
+                raise InputError(f"'source' {name!r} names no publisher")
         if len(sources) > MAX_SOURCES:
             raise InputError(f"'source' names {len(sources)} publishers; the limit is {MAX_SOURCES}")
         if not (since_iso or until_iso or sources):
@@ -149,7 +152,8 @@ def _bound(value: str | None, name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise InputError(f"'{name}' must be a date such as 2016-03-14")
-    iso = iso_date(value)
+    checked_text(value, name)
+    iso = whole_date(value)
     if iso is None:
         raise InputError(f"'{name}' {value.strip()[:40]!r} is not a date (use YYYY-MM-DD, YYYY-MM or YYYY)")
     return iso

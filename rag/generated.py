@@ -288,7 +288,10 @@ class Generation:
 
     def __iter__(self) -> Iterator[str]:
         began = time.perf_counter()
-        model = self._client.model_name
+        # One deadline for the whole answer (the model list included), however the server sends it.
+        self._client.prepare()
+        deadline = time.monotonic() + self._client.settings.timeout
+        model = self._client.model_name(deadline)
         kept: list[GeneratedSentence] = []
         dropped: list[GeneratedSentence] = []
 
@@ -301,7 +304,7 @@ class Generation:
 
         buffer, note = "", None
         try:
-            for delta in self._client.stream(build_messages(self._question, self._numbered, self._short)):
+            for delta in self._client.stream(build_messages(self._question, self._numbered, self._short), deadline):
                 buffer += delta
                 complete, rest = split_generated(buffer)
                 # The last complete sentence may still gain [n] markers: wait for the next word.

@@ -8,9 +8,14 @@ model is asked and how its reply is checked is rag/generated.py.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator, Sequence
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from index.documents import InputError
 
@@ -19,8 +24,43 @@ DEFAULT_MODEL = "local"  # llama.cpp's server answers whatever model name it is 
 MAX_ANSWER_TOKENS = 200
 
 
+T = TypeVar("T")
+
+
 class LLMUnavailable(RuntimeError):
     """The endpoint could not give an answer; the message says why (for the answer's note)."""
+
+
+def before_deadline(produce: Callable[[], Iterator[T]], deadline: float, late: str) -> Iterator[T]:
+    """The items of ``produce()`` as they come, until ``time.monotonic()`` reaches ``deadline``; then
+    ``LLMUnavailable(late)``. httpx's timeouts bound each read, not the whole reply, so a server that sends
+    a byte or a token every few seconds would hold an answer for ever: the reply is read in a worker thread
+    and waited for here. The worker stops at its next item (or its own read timeout)."""
+    items: queue.Queue[tuple[bool, object]] = queue.Queue()
+    abandoned = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in produce():
+                if abandoned.is_set():
+                    return
+                items.put((True, item))
+            items.put((False, None))
+        except Exception as exc:  # handed to the reader below, raised there
+            items.put((False, exc))
+
+    threading.Thread(target=work, name="llm-reply", daemon=True).start()
+    while True:
+        try:
+            more, item = items.get(timeout=max(deadline - time.monotonic(), 0.0))
+        except queue.Empty:
+            abandoned.set()
+            raise LLMUnavailable(late) from None
+        if not more:
+            if isinstance(item, Exception):
+                raise item
+            return
+        yield item  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
@@ -59,34 +99,56 @@ class LLMClient:
         self._llm = None  # made at the first question: the openai SDK takes ~0.5 s to import
         self._model_name: str | None = None
 
-    @property
-    def model_name(self) -> str:
-        """The model answering: the one asked for, else the first the server lists (``/v1/models``)."""
+    def model_name(self, deadline: float | None = None) -> str:
+        """The model answering: the one asked for, else the first the server lists (``/v1/models``), asked
+        within ``deadline`` (``time.monotonic()``) and 5 s at most."""
         if self._model_name is None:
             self._model_name = self.settings.model
             if self.settings.model == DEFAULT_MODEL:
-                import httpx
-
-                try:
-                    listed = httpx.get(f"{self.settings.url}/models", timeout=min(5.0, self.settings.timeout))
-                    self._model_name = str(listed.json()["data"][0]["id"])
-                except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
-                    pass  # the question itself will tell whether the server is there
+                limit = min(5.0, self.settings.timeout)
+                deadline = min(deadline or float("inf"), time.monotonic() + limit)
+                with contextlib.suppress(LLMUnavailable):  # the question itself will tell whether the server is there
+                    self._model_name = next(before_deadline(lambda: iter([self._listed_model(limit)]), deadline,
+                                                            "no model list in time"))
         return self._model_name
 
+    def _listed_model(self, limit: float) -> str:
+        import httpx
+
+        try:
+            listed = httpx.get(f"{self.settings.url}/models", timeout=limit)  # redirects are not followed
+            return str(listed.json()["data"][0]["id"])
+        except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
+            raise LLMUnavailable("no model list") from None
+
+    def prepare(self) -> None:
+        """Import and build the client (~1 s the first time), so that a deadline counts the server only."""
+        self._client()
+
     def _client(self):
+        import httpx
         from llama_index.llms.openai_like import OpenAILike
 
         if self._llm is None:
             s = self.settings
+            # The OpenAI SDK follows redirects by default: a 307 would send the prompt to another server.
             self._llm = OpenAILike(model=s.model, api_base=s.url, api_key="not-needed", is_chat_model=True,
                                    temperature=0.0, max_tokens=MAX_ANSWER_TOKENS, timeout=s.timeout,
-                                   max_retries=0, context_window=8192)
+                                   max_retries=0, context_window=8192,
+                                   http_client=httpx.Client(follow_redirects=False, timeout=s.timeout))
         return self._llm
 
-    def stream(self, messages: Sequence[tuple[str, str]]) -> Iterator[str]:
-        """The reply to ``messages`` ((role, content) pairs) as it arrives (raises LLMUnavailable, also
-        midway)."""
+    def stream(self, messages: Sequence[tuple[str, str]], deadline: float | None = None) -> Iterator[str]:
+        """The reply to ``messages`` ((role, content) pairs) as it arrives, whole before ``deadline``
+        (``time.monotonic()``; default: the timeout from now). Raises LLMUnavailable, also midway."""
+        deadline = deadline if deadline is not None else time.monotonic() + self.settings.timeout
+        return before_deadline(lambda: self._deltas(messages), deadline, self._late)
+
+    @property
+    def _late(self) -> str:
+        return f"the LLM at {self.settings.url} did not answer within {self.settings.timeout:g} s"
+
+    def _deltas(self, messages: Sequence[tuple[str, str]]) -> Iterator[str]:
         import openai
         from llama_index.core.llms import ChatMessage
 
@@ -96,8 +158,7 @@ class LLMClient:
                 if chunk.delta:
                     yield chunk.delta
         except openai.APITimeoutError:
-            raise LLMUnavailable(f"the LLM at {self.settings.url} did not answer within "
-                                 f"{self.settings.timeout:g} s") from None
+            raise LLMUnavailable(self._late) from None
         except openai.APIConnectionError:
             raise LLMUnavailable(f"the LLM at {self.settings.url} cannot be reached") from None
         except openai.APIStatusError as e:

@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -186,6 +187,20 @@ def test_cli_and_http_carry_the_generated_answer(other_home: Path, llm_url: str,
 
 class _Failing(BaseHTTPRequestHandler):
     mode = "garbage"
+    redirected_to: ClassVar[list[str]] = []  # paths the redirect target was asked for (it must stay empty)
+
+    def do_GET(self) -> None:
+        if self.mode == "drip-models":  # /v1/models, one byte every 2 s: each read is within any read timeout
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            for byte in b'{"data": [{"id": "drip"}]}':
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(2)
+            return
+        self.send_response(404)
+        self.end_headers()
 
     def do_POST(self) -> None:
         if self.mode == "slow":
@@ -194,43 +209,98 @@ class _Failing(BaseHTTPRequestHandler):
             self.send_response(500)
             self.end_headers()
             return
+        if self.mode == "redirect":
+            self.send_response(307)
+            self.send_header("Location", f"http://127.0.0.1:{self.server.elsewhere}{self.path}")  # type: ignore[attr-defined]
+            self.end_headers()
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
+        if self.mode == "drip":  # a well-formed stream, one token every 2 s, for a minute
+            for _ in range(30):
+                chunk = {"id": "1", "object": "chat.completion.chunk", "created": 0, "model": "drip",
+                         "choices": [{"index": 0, "delta": {"content": "Kolonel "}, "finish_reason": None}]}
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+                time.sleep(2)
+            self.wfile.write(b"data: [DONE]\n\n")
+            return
         self.wfile.write(b"data: {not json at all\n\n<html>oops</html>")
 
     def log_message(self, *args: object) -> None:
         pass
 
 
-@pytest.fixture
-def failing_endpoint(request: pytest.FixtureRequest) -> Iterator[str]:
-    handler = type("Handler", (_Failing,), {"mode": request.param})
+class _Elsewhere(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        _Failing.redirected_to.append(self.path)
+        self.send_response(500)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def serving(handler: type[BaseHTTPRequestHandler]) -> socketserver.ThreadingTCPServer:
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def failing_endpoint(request: pytest.FixtureRequest) -> Iterator[str]:
+    elsewhere = serving(_Elsewhere)
+    server = serving(type("Handler", (_Failing,), {"mode": request.param}))
+    server.elsewhere = elsewhere.server_address[1]  # type: ignore[attr-defined]
     yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    for each in (server, elsewhere):
+        each.shutdown()
+        each.server_close()
 
 
-@pytest.mark.parametrize(("failing_endpoint", "reason"), [("garbage", "unreadable reply"), ("error", "HTTP 500"),
-                                                         ("slow", "did not answer within 2 s")],
-                         indirect=["failing_endpoint"])
+@pytest.mark.parametrize(("failing_endpoint", "reason"), [
+    ("garbage", "unreadable reply"), ("error", "HTTP 500"), ("slow", "did not answer within 2 s"),
+    ("drip", "did not answer within 2 s"), ("redirect", "HTTP 307")], indirect=["failing_endpoint"])
 def test_a_failing_endpoint_leaves_the_extractive_answer_with_a_note(seed_home: Path, failing_endpoint: str,
                                                                       reason: str) -> None:
+    """Within the timeout and a little more, whatever the server does: a token every 2 s for a minute was
+    accepted ("Kolonel Kolonel ...") after 100 s, and a redirect sent the prompt to another server."""
     from rag.llm import LLMSettings
     from rag.tanya import Tanya
 
-    tanya = Tanya.open(seed_home, llm=LLMSettings.resolve(failing_endpoint, timeout=2))
+    tanya = Tanya.open(seed_home, llm=LLMSettings.resolve(failing_endpoint, model="drip", timeout=2))
     try:
-        answer = tanya.ask(KIRBY_EN)
+        began = time.monotonic()
         extractive = tanya.ask(KIRBY_EN, generate=False)
+        reading = time.monotonic() - began
+        answer = tanya.ask(KIRBY_EN)
+        took = time.monotonic() - began - reading
     finally:
         tanya.close()
     assert answer.answer == extractive.answer and answer.citations == extractive.citations
     assert answer.generated is not None and answer.generated.text is None
     assert reason in (answer.generated.note or "") and "extractive" in (answer.generated.note or "")
+    assert took < 2 + reading + 3, took  # a deadline, not a per-read timeout
+    assert _Failing.redirected_to == []
+
+
+@pytest.mark.parametrize("failing_endpoint", ["drip-models"], indirect=True)
+def test_a_model_list_that_drips_is_given_up_on_time(seed_home: Path, failing_endpoint: str) -> None:
+    """With no model named, the client asks /v1/models first: a byte every 2 s held `tanya ask` 106 s."""
+    from rag.llm import LLMSettings
+    from rag.tanya import Tanya
+
+    tanya = Tanya.open(seed_home, llm=LLMSettings.resolve(failing_endpoint, timeout=3))
+    try:
+        began = time.monotonic()
+        answer = tanya.ask(KIRBY_EN)
+        took = time.monotonic() - began
+    finally:
+        tanya.close()
+    assert answer.citations and answer.generated is not None and answer.generated.text is None
+    assert took < 3 + 5, took
 
 
 def test_a_server_that_is_not_there_is_a_note_over_http(other_home: Path, tmp_path: Path) -> None:

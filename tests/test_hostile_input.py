@@ -482,8 +482,10 @@ def web_schema(web_served: Served) -> schemathesis.BaseSchema:
     # JSON object (200 and an event id) and gives the verdict on the event's stream, which `check` below
     # reads, so schemathesis's "schema-violating request accepted" does not apply; nor does it to an empty
     # multipart upload, answered with an empty list of files.
+    # The token header opens Gradio's upload route (ui/web.py UploadNeedsToken) so its parsing is fuzzed too;
+    # the page's Add and Delete read the token from their own arguments, which the fuzzer does not know.
     config = schemathesis.Config.from_dict({
-        "base-url": web_served.url,
+        "base-url": web_served.url, "headers": {"Authorization": "Bearer web-fuzz-token"},
         "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "400", "404"]},
                    "negative_data_rejection": {"enabled": False}}})
     web_served.ids_before_web_fuzz = web_served.ids()
@@ -667,6 +669,134 @@ def test_documents_indexed_before_the_malformed_input_are_unchanged(cli_home: tu
     for doc_id, text in SEED_TEXTS.items():
         shown = run_cli("show", doc_id, home=home)
         assert shown.returncode == 0 and shown.stdout.rstrip("\n") == text.rstrip("\n")
+
+
+# --- the second round (issue 27): what an adversarial probe of the filters, pages, LLM and uploads found ------
+
+SURROGATE_REQUESTS = [  # each was a 500 (a lone surrogate reached SQLite, a hash or the reply)
+    ("/api/ask", {"question": "Siapa juru bicara?", "source": "\ud800"}),
+    ("/api/retrieve", {"query": "juru bicara", "source": ["kompas.com", "\udfff"]}),
+    ("/api/ask", {"question": "Siapa juru bicara?", "since": "2016\ud800"}),
+    ("/api/documents", {"documents": [{"id": "pengganti", "text": TEXT, "source": "\ud800"}]}),
+    ("/api/documents", {"documents": [{"id": "pengganti", "text": TEXT, "url": "http://x/\udc00"}]}),
+    ("/api/documents", {"documents": [{"id": "pengganti", "html": "<p>\ud800</p>"}]}),
+]
+
+
+@pytest.mark.parametrize(("path", "body"), SURROGATE_REQUESTS, ids=[f"{p} {sorted(b)}" for p, b in SURROGATE_REQUESTS])
+def test_a_lone_surrogate_in_any_field_is_a_400(served: Served, path: str, body: dict) -> None:
+    status, answer = http("POST", f"{served.url}{path}", body)
+    assert_reason(status, answer)  # pydantic refuses one in a length-checked string first: a 422 that says so
+    assert "lone surrogate" in answer["detail"] or "unicode string" in answer["detail"], answer
+    assert "pengganti" not in served.ids()
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ({"source": "www."}, "names no publisher"),  # matched every document without a publisher
+    ({"since": "' OR 1=1 -- 2016-01-01"}, "is not a date"),  # read as 2016-01-01
+    ({"until": "sebelum 2016-03-14 ya"}, "is not a date"),
+])
+def test_filter_values_must_be_what_they_say(served: Served, body: dict, reason: str) -> None:
+    for path, question in (("/api/ask", {"question": "Siapa juru bicara?"}), ("/api/retrieve", {"query": "juru"})):
+        status, answer = http("POST", f"{served.url}{path}", {**question, **body})
+        assert status == 400 and reason in answer["detail"], (status, answer)
+    status, _ = http("POST", f"{served.url}/api/retrieve", {"query": "juru", "since": "14 Maret 2016"})
+    assert status == 200  # a whole date in a form news archives use is still a date
+
+
+def test_a_publisher_name_has_a_length_limit(served: Served) -> None:
+    """A 5 MB source was accepted, and every answer citing the document was then 15 MB."""
+    status, answer = http("POST", f"{served.url}/api/documents",
+                          {"documents": [{"id": "sumber-panjang", "text": TEXT, "source": "K" * 5_000_000}]})
+    assert status == 400 and "publisher's name is at most 200" in answer["detail"], answer
+    assert "sumber-panjang" not in served.ids()
+    assert_seed_intact(served)
+
+
+PAGE_NAV_ONLY = ("<html><head><meta charset='utf-8'><title>Kabar</title></head><body><nav>"
+                 + " | ".join(f'<a href="/k{i}">Kategori {i}</a>' for i in range(40)) + "</nav>"
+                 "<div class='cookie'><p>Situs ini memakai cookie. Dengan melanjutkan, Anda setuju.</p></div>"
+                 "<div class='related'><h3>Berita Terkait</h3><ul>"
+                 + "".join(f'<li><a href="/b{i}">Banjir rendam ribuan rumah di kota {i}</a></li>' for i in range(12))
+                 + "</ul></div></body></html>")
+ARTICLE = ("<p>Banjir melanda Kota Semarang pada hari Rabu setelah hujan deras sejak malam. Warga mengungsi ke "
+           "Stadion Diponegoro karena air terus naik hingga sore.</p>")
+
+
+def page_declaring(charset: str) -> str:
+    return (f"<html><head><meta charset='{charset}'><title>Banjir</title></head>"
+            f"<body><article>{ARTICLE}</article></body></html>")
+
+
+@pytest.mark.parametrize("charset", ["base64", "hex", "rot13", "zlib", "uu", "quopri", "punycode", "undefined",
+                                     "utf-16", "cp037", "utf-7"])
+def test_a_page_declaring_a_charset_that_is_not_a_web_encoding_is_read_as_its_bytes(tmp_path: Path,
+                                                                                     charset: str) -> None:
+    """The non-text codecs were a LookupError traceback; utf-16 or EBCDIC declared on ASCII bytes gave a
+    wrong "no article text". Browsers ignore such a declaration (utf-16 means utf-8): so does Tanya."""
+    from index.html_pages import read_html_file
+
+    path = tmp_path / "banjir.html"
+    path.write_bytes(page_declaring(charset).encode("ascii"))
+    assert "Stadion Diponegoro" in read_html_file(path).text
+
+
+def test_pages_of_links_and_oversized_pages_are_refused_before_anything_is_written(served: Served, tmp_path: Path,
+                                                                                    cli_home: tuple[Path, str]) -> None:
+    """A page of navigation, a cookie banner and related links was indexed ("Kategori 0 | Kategori 1 | ...");
+    a 15 MB page took 39 s and 540 MB to be refused (the limit was checked after extraction)."""
+    from index.html_pages import MAX_PAGE_CHARS
+
+    huge = "<html><body><article>" + ARTICLE * (MAX_PAGE_CHARS // len(ARTICLE) + 1) + "</article></body></html>"
+    for doc_id, page, reason in (("tautan", PAGE_NAV_ONLY, "of its letters in links"),
+                                 ("raksasa", huge, f"the limit for a saved page is {MAX_PAGE_CHARS:,}")):
+        status, answer = http("POST", f"{served.url}/api/documents", {"documents": [{"id": doc_id, "html": page}]})
+        assert status == 400 and reason in answer["detail"], (status, answer)
+        path = tmp_path / f"{doc_id}.html"
+        path.write_text(page, encoding="utf-8")
+        result = run_cli("index", str(path), home=cli_home[0])
+        assert result.returncode == 1 and result.stderr.startswith("tanya: error:"), result.stderr
+        assert reason in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not {"tautan", "raksasa"} & served.ids()
+    assert_seed_intact(served)
+
+
+def test_a_jsonl_row_with_a_lone_surrogate_is_one_line_of_error(cli_home: tuple[Path, str], tmp_path: Path) -> None:
+    bad = tmp_path / "surrogat.jsonl"
+    bad.write_text('{"id": "s", "text": "Teks berita.", "source": "\\ud800"}\n', encoding="utf-8")
+    result = run_cli("index", str(bad), home=cli_home[0])
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "surrogat.jsonl:1: 'source' is not valid Unicode" in result.stderr, result.stderr
+
+
+def test_bidirectional_overrides_are_escaped_in_the_terminal(tmp_path: Path, seed_home: Path) -> None:
+    """U+202E in a title reversed the rest of the line of `tanya docs`."""
+    home = tmp_path / "home"
+    shutil.copytree(seed_home, home, ignore=shutil.ignore_patterns("index.lock"))
+    doc = tmp_path / "terbalik.jsonl"
+    doc.write_text(json.dumps({"id": "terbalik", "title": "Judul \u202egnalab\u202c biasa",
+                               "text": "Isi \u2067berita\u2069 ini. " + TEXT}) + "\n", encoding="utf-8")
+    assert run_cli("index", str(doc), home=home).returncode == 0
+    listed = run_cli("docs", home=home).stdout
+    shown = run_cli("show", "terbalik", home=home).stdout
+    assert "Judul \\u202egnalab\\u202c biasa" in listed and "\u202e" not in listed, listed
+    assert "Isi \\u2067berita\\u2069 ini." in shown and "\u2067" not in shown, shown
+
+
+def test_gradio_uploads_need_the_token_before_anything_is_stored(web_served: Served) -> None:
+    """Anyone could fill the disk while a token was set: /gradio_api/upload took 20 MB a request, no token."""
+    import httpx
+
+    uploads = web_served.home.parent / "gradio-uploads"
+    before = tree(uploads) if uploads.exists() else set()
+    files = [("files", ("isian.txt", b"x" * 1_000_000, "text/plain"))]
+    for headers in ({}, {"Authorization": "Bearer salah"}, {"Cookie": "tanya_token=salah"}):
+        response = httpx.post(f"{web_served.url}/gradio_api/upload", files=files, headers=headers)
+        assert response.status_code == 401 and "token" in response.json()["detail"], response.text
+    assert (tree(uploads) if uploads.exists() else set()) == before
+    for headers in ({"Authorization": "Bearer web-fuzz-token"}, {"Cookie": "tanya_token=web-fuzz-token"}):
+        response = httpx.post(f"{web_served.url}/gradio_api/upload", files=files, headers=headers)
+        assert response.status_code == 200, response.text
 
 
 # --- last: the server's own account ---------------------------------------------------------------------------

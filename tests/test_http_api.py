@@ -204,6 +204,7 @@ def test_a_non_ascii_bearer_token_is_a_401(token_server: str, token: bytes) -> N
 def test_the_web_pages_writes_need_the_token_too(token_server: str, tmp_path: Path) -> None:
     """The Documents tab's Delete and Add, and their public Gradio routes, deleted and added documents with
     no token while the API asked for one. Now they need it too (the page has a token field for it)."""
+    import httpx
     from gradio_client import Client, handle_file
 
     url = token_server
@@ -218,7 +219,13 @@ def test_the_web_pages_writes_need_the_token_too(token_server: str, tmp_path: Pa
     new = tmp_path / "banjir-token.txt"
     new.write_text("Banjir melanda Kota Semarang pada hari Rabu.\n", encoding="utf-8")
     client = Client(f"{url}/", verbose=False)  # uploads through Gradio's upload route, as a browser does
-    try:
+    try:  # the upload route itself needs the token (ui/web.py UploadNeedsToken)
+        with pytest.raises(httpx.HTTPStatusError, match="401"):
+            client.predict([handle_file(str(new))], api_name="/add_files")
+    finally:
+        client.close()
+    client = Client(f"{url}/", verbose=False, headers={"Authorization": "Bearer s3cret"})
+    try:  # and Add reads the token from its own field
         status = client.predict([handle_file(str(new))], api_name="/add_files")[0]
         assert "needs the API token" in status and http("GET", f"{url}/api/documents/banjir-token")[0] == 404
         status = client.predict([handle_file(str(new))], "ü", api_name="/add_files")[0]
@@ -235,3 +242,42 @@ def test_binding_a_public_address_without_a_token_is_refused(tmp_path: Path, mod
     result = run_cli("serve", "--host", "0.0.0.0", "--port", "1", home=tmp_path / "home",
                      env={"TANYA_API_TOKEN": ""})
     assert result.returncode == 1 and "TANYA_API_TOKEN" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_request_body_that_stalls_is_answered_408_and_closed() -> None:
+    """A client that sends half a body and then nothing held its connection for ever. The middleware of
+    `tanya serve` (ui/api.py BodyReadTimeout) around a real uvicorn server, with a 1 s pause limit."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from tests.helpers import free_port
+    from ui.api import BodyReadTimeout
+
+    app = FastAPI()
+
+    @app.post("/echo")
+    def echo(body: dict) -> dict:
+        return body
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(BodyReadTimeout(app, timeout=1.0), port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.1)
+        assert http("POST", f"http://127.0.0.1:{port}/echo", {"a": 1}) == (200, {"a": 1})
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: 100\r\n\r\n{\"a\": ")
+            reply = b""
+            while chunk := client.recv(4096):  # the server closes the connection after its answer
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 408") and b"stalled for 1 s" in reply, reply
+    finally:
+        server.should_exit = True

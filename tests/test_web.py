@@ -402,3 +402,30 @@ def test_the_chat_says_the_index_is_unavailable_while_chroma_is_down_then_recove
         ask(page, "Siapa Ben Thomas?")
         expect(page.locator("#tanya-sources label").first).to_be_visible(timeout=60_000)
         page.close()
+
+
+def test_with_a_token_the_page_uploads_only_after_the_token_is_typed(browser: Browser, tmp_path: Path,
+                                                                      seed_home: Path) -> None:
+    """Gradio's upload route stores a file as soon as it is chosen, before the Add button: with a token set
+    it refuses the file until the token field holds the token (sent as a cookie, ui/web.py UploadNeedsToken)."""
+    import shutil
+
+    from tests.helpers import running_server
+
+    home = tmp_path / "home"
+    shutil.copytree(seed_home, home, ignore=shutil.ignore_patterns("index.lock"))
+    good = tmp_path / "banjir-bertoken.txt"
+    good.write_text("Banjir melanda Kota Semarang pada hari Rabu. Warga mengungsi ke Stadion Diponegoro.\n")
+    with running_server(home, tmp_path / "serve.log", env={"TANYA_API_TOKEN": "rahasia-web"}) as url:
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(url + "/")
+        open_documents_tab(page)
+        with page.expect_response(lambda r: "/gradio_api/upload" in r.url, timeout=30_000) as refused:
+            page.set_input_files("#tanya-upload input[type=file]", str(good))
+        assert refused.value.status == 401
+        page.fill("#tanya-token input", "rahasia-web")
+        page.press("#tanya-token input", "Tab")  # the field's change event sets the cookie
+        with page.expect_response(lambda r: "/gradio_api/upload" in r.url, timeout=30_000) as accepted:
+            status = upload(page, good)
+        assert accepted.value.status == 200 and "1 added" in status, status
+        page.close()

@@ -9,6 +9,7 @@ is configured (``tanya serve`` insists on one when it binds a non-loopback addre
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import secrets
@@ -20,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, BeforeValidator, Field
 
-from index.documents import Document, InputError, make_document
+from index.documents import MAX_SOURCE_CHARS, Document, InputError, make_document
 from index.html_pages import page_document
 from index.index import IndexBusy
 from index.vectors import StoreUnavailable
@@ -31,6 +32,45 @@ log = logging.getLogger("tanya.api")
 MAX_HISTORY = 20
 MAX_BODY_BYTES = 20 * 1024 * 1024  # a batch of documents; questions are far smaller
 MAX_DOCUMENTS_PER_REQUEST = 1000
+BODY_READ_TIMEOUT = 30.0  # seconds a request body may pause between two of its parts
+
+
+class BodyReadTimeout:
+    """A client that starts a body and then stalls (or sends a byte a minute) gets a 408 and the connection
+    is closed, instead of holding it open for ever. (Headers are read by uvicorn, before any app code.)"""
+
+    def __init__(self, app: Any, timeout: float = BODY_READ_TIMEOUT) -> None:
+        self.app, self.timeout = app, timeout
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        stalled = started = False
+
+        async def timed_receive() -> dict:
+            nonlocal stalled
+            try:
+                return await asyncio.wait_for(receive(), self.timeout)
+            except TimeoutError:
+                stalled = True
+                return {"type": "http.disconnect"}  # the app stops reading, as for a client gone
+
+        async def guarded_send(message: dict) -> None:
+            nonlocal started
+            if stalled and not started:
+                return  # the 408 below answers instead
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, guarded_send)
+        except Exception:
+            if not stalled:
+                raise
+        if stalled and not started:
+            await JSONResponse({"detail": f"the request body stalled for {self.timeout:g} s"}, status_code=408,
+                               headers={"Connection": "close"})(scope, receive, send)
 
 
 # A question's length is checked by rag.tanya.check_question, not by the schema: a 400 naming the question
@@ -86,7 +126,8 @@ class DocumentIn(BaseModel):
     title: str | None = None
     date: str | None = Field(default=None, description="ISO 8601 (2016-03-14), or as news archives write it "
                              "(14/03/2016, 14 Maret 2016): stored as ISO; anything else is a 400")
-    source: str | None = Field(default=None, description="the publisher")
+    source: str | None = Field(default=None, description=f"the publisher, at most {MAX_SOURCE_CHARS} characters "
+                               "(else a 400)")
     url: str | None = None
 
     def document(self, where: str) -> Document:
@@ -160,6 +201,8 @@ def create_app(tanya: Tanya, api_token: str | None = None) -> FastAPI:
         scheme, _, given = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token_matches(given.strip(), api_token, from_header=True):
             raise HTTPException(401, "this endpoint needs Authorization: Bearer <TANYA_API_TOKEN>")
+
+    app.add_middleware(BodyReadTimeout)
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:

@@ -21,8 +21,9 @@ USER_ERRORS = (InputError, IndexBusy, StoreInUse, StoreUnavailable)  # shown as 
 # the file system takes back as they came. Every other argument is text and must be UTF-8.
 PATH_ARGUMENTS = {"paths", "home", "out", "gold", "corpus"}
 # Control characters (C0, DEL, C1) in document text or titles would reach the terminal raw: an escape
-# sequence can retitle the window, rewrite what is shown, or hide text. Shown as \x.. instead.
-_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)")
+# sequence can retitle the window, rewrite what is shown, or hide text; a bidirectional override (U+202A-E,
+# U+2066-9) reverses what follows it on the line. Shown as \x.. / \u.... instead.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]|\r(?!\n)")
 _C1 = re.compile(r"[\x7f-\x9f]")
 
 

@@ -15,15 +15,19 @@ Gradio's upload route are accepted (see ``mount``).
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 from collections.abc import Iterator
+from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import gradio as gr
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 
 from index.documents import Document, InputError, read_paths
 from index.filters import DocumentFilter, first_day
@@ -38,6 +42,7 @@ log = logging.getLogger("tanya.web")
 
 CITED_ID = "tanya-cited"
 SPAN_ID = "tanya-short-answer"  # the short answer inside the highlighted sentence
+TOKEN_COOKIE = "tanya_token"  # the page's token field, for Gradio's upload route (UploadNeedsToken)
 MAX_UPLOAD = "50mb"  # per file; a document over 5M characters (index.documents) is refused with a reason
 SCROLL_TO_CITED = f"() => document.getElementById('{CITED_ID}')?.scrollIntoView({{block: 'center'}})"
 
@@ -244,6 +249,10 @@ def build_ui(tanya: Tanya, api_token: str | None = None) -> gr.Blocks:
                 delete = gr.Button(I18N("delete"), variant="stop", scale=1, elem_id="tanya-delete")
             token = gr.Textbox(label=I18N("token"), type="password", visible=api_token is not None,
                                elem_id="tanya-token")
+            # The browser uploads a file as soon as it is chosen, to Gradio's own route, which cannot be given a
+            # header: the token typed here goes with it as a cookie (UploadNeedsToken checks it first).
+            token.change(None, token, None, js=f"(t) => {{ document.cookie = '{TOKEN_COOKIE}=' + "
+                         "encodeURIComponent(t || '') + '; path=/; SameSite=Strict'; }")
             upload = gr.File(file_count="multiple", file_types=[".txt", ".md", ".html", ".htm", ".jsonl"],
                              label=I18N("upload"), elem_id="tanya-upload")
             add = gr.Button(I18N("add"), variant="primary", elem_id="tanya-add")
@@ -428,6 +437,34 @@ class GradioClientErrors:
         return 400, "a malformed request to the web page's endpoint: check its arguments in /gradio_api/openapi.json"
 
 
+class UploadNeedsToken:
+    """With a token set, Gradio's upload route (``/gradio_api/upload``, which stores the files in its temp
+    folder before any of our code runs) refuses a request without the token before reading a byte of it:
+    ``Authorization: Bearer <token>``, or the cookie the page's token field sets."""
+
+    def __init__(self, app: Any, api_token: str) -> None:
+        self.app, self.api_token = app, api_token
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].rstrip("/").endswith("/gradio_api/upload") \
+                and not self.allowed(Headers(scope=scope)):
+            await JSONResponse({"detail": "uploading needs the API token (TANYA_API_TOKEN): type it in the "
+                                "token field first, or send Authorization: Bearer <token>"},
+                               status_code=401)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def allowed(self, headers: Headers) -> bool:
+        scheme, _, given = headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token_matches(given.strip(), self.api_token, from_header=True):
+            return True
+        cookies = SimpleCookie()
+        with contextlib.suppress(CookieError):
+            cookies.load(headers.get("cookie", ""))
+        cookie = cookies.get(TOKEN_COOKIE)
+        return cookie is not None and token_matches(unquote(cookie.value), self.api_token)
+
+
 def mount(app: FastAPI, tanya: Tanya, api_token: str | None = None) -> FastAPI:
     """Serve the chat at ``/`` of the API app (the API routes, registered first, keep precedence)."""
     demo = build_ui(tanya, api_token)
@@ -439,4 +476,6 @@ def mount(app: FastAPI, tanya: Tanya, api_token: str | None = None) -> FastAPI:
     demo.has_launched = True
 
     app.add_middleware(GradioClientErrors)
+    if api_token is not None:
+        app.add_middleware(UploadNeedsToken, api_token=api_token)
     return mounted
