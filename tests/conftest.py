@@ -1,8 +1,11 @@
-"""Shared fixtures: the real model (provisioned once per run into a temporary folder), real Chroma,
-and temporary data homes. Nothing here may reach the network."""
+"""Shared fixtures: the real model (provisioned once per machine into a cache folder, reused while its
+files' hashes hold), real Chroma, and temporary data homes. Nothing here may reach the network."""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -13,17 +16,51 @@ import pytest
 import index  # noqa: F401  (offline switches before anything heavy)
 from tests.helpers import CORPUS, free_port, running_server, start_chroma, stop
 
+# One provisioned model per machine for every test run (TANYA_TEST_MODEL_CACHE to move it): provisioning,
+# the int8 export and the reader's composition take 2-4 minutes. tests/test_model.py provisions from scratch.
+MODEL_CACHE = Path(os.environ.get("TANYA_TEST_MODEL_CACHE") or Path.home() / ".cache" / "tanya" / "test-model")
+MANIFEST = "tests-manifest.json"  # each file's size and sha256, written once the folder is complete
 
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+
+def file_hashes(folder: Path) -> dict[str, list]:
+    hashes = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+        hashes[str(path.relative_to(folder))] = [path.stat().st_size, digest.hexdigest()]
+    return hashes
+
+
+def cached_model(target: Path) -> Path:
+    """``target`` provisioned as `tanya provision` does (weights, int8 embedder, composed reader), reused when
+    its manifest still matches every file it lists (files added later, such as an LLM, are not listed)."""
     from index.model import provision
     from index.onnx_embedder import export_int8
     from rag.reader_model import compose
 
-    target = tmp_path_factory.mktemp("model") / "multilingual-e5-small"
-    provision(target)  # then the int8 embedder and the shipped reader, as `tanya provision` does
-    export_int8(target)
-    compose(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(target) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs on one machine provision it once
+        manifest = target / MANIFEST
+        if manifest.is_file():
+            listed = json.loads(manifest.read_text())
+            present = file_hashes(target)
+            if all(present.get(name) == value for name, value in listed.items()):
+                return target
+        if target.exists():
+            shutil.rmtree(target)  # changed or half-written: provision it afresh
+        provision(target)
+        export_int8(target)
+        compose(target)
+        manifest.write_text(json.dumps(file_hashes(target), indent=1))
+    return target
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    target = cached_model(MODEL_CACHE / "multilingual-e5-small")
     os.environ["TANYA_MODEL_DIR"] = str(target)
     return target
 
