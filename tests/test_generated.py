@@ -358,3 +358,10 @@ def test_the_chat_streams_the_checked_answer_marked_as_generated(other_home: Pat
         for c in expected["citations"]:  # the cited sentences stay below it, each once
             assert bubble.count(c["sentence"]) == 1
         browser.close()
+
+
+def test_a_second_llm_server_on_a_busy_port_is_one_line_of_error(llm_url: str, tmp_path: Path) -> None:
+    port = llm_url.rsplit(":", 1)[1].split("/")[0]
+    done = run_cli("llm-server", "--model", SMALL_LLM, "--port", port, home=tmp_path)  # the model: TANYA_MODEL_DIR
+    assert done.returncode == 1 and "could not start on 127.0.0.1:" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

@@ -288,24 +288,16 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
 
 def cmd_llm_server(args: argparse.Namespace) -> int:
-    import importlib.util
-    import os
-
     from index.home import DataHome
-    from rag.llm_model import check_gguf, gguf_path, model_spec
+    from rag.llm_model import check_gguf, gguf_path, model_spec, serve
 
     model = model_spec(args.model)
     path = gguf_path(DataHome.resolve(args.home).model_dir, model.name)
     check_gguf(path, model)
-    if importlib.util.find_spec("llama_cpp") is None:
-        raise InputError("llama-cpp-python is not installed: run `make llm`")
     print(f"LLM {model.name} on http://127.0.0.1:{args.port}/v1 (use --llm-url http://127.0.0.1:{args.port}/v1)",
           file=sys.stderr, flush=True)
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--model_alias", model.name,
-               "--host", "127.0.0.1", "--port", str(args.port), "--n_threads", str(args.threads),
-               "--n_ctx", "4096"]
-    os.execv(sys.executable, command)
-    return 0  # not reached
+    serve(path, model.name, args.port, args.threads)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
