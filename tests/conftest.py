@@ -107,3 +107,21 @@ def seed_server(tmp_path_factory: pytest.TempPathFactory, seed_home: Path) -> It
     shutil.copytree(seed_home, home, ignore=shutil.ignore_patterns("index.lock"))
     with running_server(home, home.parent / "serve.log") as url:
         yield url
+
+
+# `make check` (the inner loop) runs `pytest -m "not slow"`: everything but what starts a browser, an LLM
+# server, a `chroma run` server or a `tanya serve`, emulates a CPU, kills processes, or reads FacQA-scale data.
+# `make test` runs them all.
+SLOW_MODULES = {"test_web", "test_generated", "test_reliability", "test_cpu_independence", "test_chroma_server",
+                "test_hostile_input", "test_http_api", "test_quality", "test_eval"}
+SLOW_FIXTURES = {"seed_server", "chroma_server", "token_server", "llm_url"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        code = getattr(getattr(item, "function", None), "__code__", None)
+        if (module is not None and module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES) \
+                or set(getattr(item, "fixturenames", ())) & SLOW_FIXTURES \
+                or (code is not None and "running_server" in code.co_names):
+            item.add_marker(pytest.mark.slow)
