@@ -10,6 +10,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,7 +118,28 @@ SLOW_MODULES = {"test_web", "test_generated", "test_reliability", "test_cpu_inde
 SLOW_FIXTURES = {"seed_server", "chroma_server", "token_server", "llm_url"}
 
 
+BESIDE_THE_SUITE = "test_cpu_independence.py::test_the_embedder_and_reader_agree_on_an_avx2_only_cpu"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def emulated_probe(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The emulated-CPU probe (tests/test_cpu_independence.py): started with the first test when its test is
+    selected along with others, so its minutes of one core overlap the rest of the suite."""
+    if not any(item.nodeid.endswith(BESIDE_THE_SUITE) for item in request.session.items):
+        yield None
+        return
+    from tests.test_cpu_independence import EmulatedProbe
+
+    probe = EmulatedProbe(request.getfixturevalue("model_dir"), tmp_path_factory.mktemp("emulated"))
+    if len(request.session.items) > 1:
+        probe.start()
+    yield probe
+    probe.stop()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The probe's test goes last, so that the probe has had the whole suite's time to finish.
+    items.sort(key=lambda item: item.nodeid.endswith(BESIDE_THE_SUITE))
     for item in items:
         module = getattr(item, "module", None)
         code = getattr(getattr(item, "function", None), "__code__", None)

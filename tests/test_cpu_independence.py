@@ -28,15 +28,46 @@ AVX2_ONLY_CPU = "Haswell-v4"  # AVX2 and FMA, no AVX-512, no VNNI
 INT8_WEIGHTED_OPS = {"MatMulInteger", "QAttention", "DynamicQuantizeMatMul"}
 
 
-def emulated(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def emulated_command(*args: str) -> list[str]:
     """``python ARGS`` in this venv on an emulated AVX2-only CPU."""
     qemu = shutil.which("qemu-x86_64")
     if qemu is None:
         pytest.fail("qemu-x86_64 is missing: `make setup` installs it (apt-get install qemu-user)")
-    done = subprocess.run([qemu, "-cpu", AVX2_ONLY_CPU, sys.executable, *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return [qemu, "-cpu", AVX2_ONLY_CPU, sys.executable, *args]
+
+
+def emulated(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(emulated_command(*args), cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
+
+
+class EmulatedProbe:
+    """tests/cpu_probe.py on the emulated CPU: minutes of one core, so in a whole run it starts with the first
+    test and runs beside the suite on the other core (tests/conftest.py ``emulated_probe``); run alone, the
+    test starts it itself."""
+
+    def __init__(self, model_dir: Path, folder: Path) -> None:
+        self.out, self.log = folder / "emulated.npz", folder / "emulated.log"
+        self.command = emulated_command("-m", "tests.cpu_probe", str(model_dir), str(self.out))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(self.command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+
+    def result(self, timeout: float = 900) -> dict[str, np.ndarray]:
+        if self.process is None:
+            self.start()
+        assert self.process is not None
+        assert self.process.wait(timeout=timeout) == 0, self.log.read_text(errors="replace")[-3000:]
+        return dict(np.load(self.out))
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 def int8_weights(graph: Path) -> dict[str, np.ndarray]:
@@ -95,7 +126,7 @@ def test_the_emulated_cpu_runs_the_saturating_avx2_kernel(tmp_path: Path, weight
 
 
 @pytest.mark.timeout(1200)  # ~3.5 min emulated on a quiet machine, more beside other tests
-def test_the_embedder_and_reader_agree_on_an_avx2_only_cpu(tmp_path: Path, model_dir: Path) -> None:
+def test_the_embedder_and_reader_agree_on_an_avx2_only_cpu(model_dir: Path, emulated_probe: EmulatedProbe) -> None:
     """Both int8 graphs on seed questions and their sentences (tests/cpu_probe.py), here and emulated.
 
     Not bit for bit: onnxruntime's float kernels (softmax, GELU) differ in the last bit between AVX2 and
@@ -106,9 +137,7 @@ def test_the_embedder_and_reader_agree_on_an_avx2_only_cpu(tmp_path: Path, model
     """
     from tests.cpu_probe import probe
 
-    out = tmp_path / "emulated.npz"
-    emulated("-m", "tests.cpu_probe", str(model_dir), str(out), timeout=900)
-    here, there = probe(model_dir), np.load(out)
+    here, there = probe(model_dir), emulated_probe.result()
     assert np.max(np.abs(here["queries"] @ here["passages"].T - there["queries"] @ there["passages"].T)) < 0.01
     assert np.max(np.abs(here["answerable"] - there["answerable"])) < 0.5
     assert np.array_equal(here["spans"], there["spans"])
