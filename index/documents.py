@@ -93,11 +93,18 @@ def checked_text(value: object, name: str, where: str = "") -> str | None:
     prefix = f"{where}: " if where else ""
     if not isinstance(value, str):
         raise InputError(f"{prefix}'{name}' must be a string")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InputError(f"{prefix}'{name}' is not valid Unicode (a lone surrogate)") from None
+    if not is_valid_unicode(value):
+        raise InputError(f"{prefix}'{name}' is not valid Unicode (a lone surrogate)")
     return value
+
+
+def is_valid_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate (JSON and Python allow one; UTF-8 cannot hold it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def title_from_text(text: str, limit: int = 100) -> str:

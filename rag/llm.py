@@ -108,16 +108,16 @@ class LLMClient:
                 limit = min(5.0, self.settings.timeout)
                 deadline = min(deadline or float("inf"), time.monotonic() + limit)
                 with contextlib.suppress(LLMUnavailable):  # the question itself will tell whether the server is there
-                    self._model_name = next(before_deadline(lambda: iter([self._listed_model(limit)]), deadline,
+                    self._model_name = next(before_deadline(lambda: self._listed_model(limit), deadline,
                                                             "no model list in time"))
         return self._model_name
 
-    def _listed_model(self, limit: float) -> str:
+    def _listed_model(self, limit: float) -> Iterator[str]:
         import httpx
 
         try:
             listed = httpx.get(f"{self.settings.url}/models", timeout=limit)  # redirects are not followed
-            return str(listed.json()["data"][0]["id"])
+            yield str(listed.json()["data"][0]["id"])
         except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
             raise LLMUnavailable("no model list") from None
 

@@ -9,7 +9,7 @@ import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
-from index.documents import Document, InputError, read_paths
+from index.documents import Document, InputError, is_valid_unicode, read_paths
 from index.filters import DocumentFilter
 from index.home import DataHome
 from index.index import Index, IndexReport
@@ -49,10 +49,8 @@ def check_question(question: str, what: str = "the question") -> str:
         raise QuestionError(f"{what} is empty")
     if len(question) > MAX_QUESTION_CHARS:
         raise QuestionError(f"{what} has {len(question):,} characters; the limit is {MAX_QUESTION_CHARS:,}")
-    try:
-        question.encode("utf-8")
-    except UnicodeEncodeError:
-        raise QuestionError(f"{what} is not valid Unicode (it holds a lone surrogate)") from None
+    if not is_valid_unicode(question):
+        raise QuestionError(f"{what} is not valid Unicode (it holds a lone surrogate)")
     return question
 
 

@@ -247,12 +247,16 @@ def test_binding_a_public_address_without_a_token_is_refused(tmp_path: Path, mod
 def test_a_request_body_that_stalls_is_answered_408_and_closed() -> None:
     """A client that sends half a body and then nothing held its connection for ever. The middleware of
     `tanya serve` (ui/api.py BodyReadTimeout) around a real uvicorn server, with a 1 s pause limit."""
+    import asyncio
     import socket
     import threading
     import time
+    import urllib.request
+    from collections.abc import AsyncIterator
 
     import uvicorn
     from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
 
     from tests.helpers import free_port
     from ui.api import BodyReadTimeout
@@ -262,6 +266,15 @@ def test_a_request_body_that_stalls_is_answered_408_and_closed() -> None:
     @app.post("/echo")
     def echo(body: dict) -> dict:
         return body
+
+    @app.get("/slow-stream")
+    async def slow_stream() -> StreamingResponse:  # longer than the limit: only bodies are timed
+        async def parts() -> AsyncIterator[bytes]:
+            for n in range(5):
+                await asyncio.sleep(0.5)
+                yield f"{n}".encode()
+
+        return StreamingResponse(parts())
 
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(BodyReadTimeout(app, timeout=1.0), port=port, log_level="warning"))
@@ -279,5 +292,7 @@ def test_a_request_body_that_stalls_is_answered_408_and_closed() -> None:
             while chunk := client.recv(4096):  # the server closes the connection after its answer
                 reply += chunk
         assert reply.startswith(b"HTTP/1.1 408") and b"stalled for 1 s" in reply, reply
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/slow-stream", timeout=10) as streamed:
+            assert streamed.read() == b"01234"
     finally:
         server.should_exit = True

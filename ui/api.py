@@ -37,7 +37,9 @@ BODY_READ_TIMEOUT = 30.0  # seconds a request body may pause between two of its 
 
 class BodyReadTimeout:
     """A client that starts a body and then stalls (or sends a byte a minute) gets a 408 and the connection
-    is closed, instead of holding it open for ever. (Headers are read by uvicorn, before any app code.)"""
+    is closed, instead of holding it open for ever. Only the request body is timed: once it is whole, the
+    app's wait for a disconnect (a streamed answer, Gradio's event streams) is left alone. (Headers are read
+    by uvicorn, before any app code.)"""
 
     def __init__(self, app: Any, timeout: float = BODY_READ_TIMEOUT) -> None:
         self.app, self.timeout = app, timeout
@@ -46,15 +48,19 @@ class BodyReadTimeout:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        stalled = started = False
+        stalled = started = body_read = False
 
         async def timed_receive() -> dict:
-            nonlocal stalled
+            nonlocal stalled, body_read
+            if body_read or started:
+                return await receive()
             try:
-                return await asyncio.wait_for(receive(), self.timeout)
+                message = await asyncio.wait_for(receive(), self.timeout)
             except TimeoutError:
                 stalled = True
                 return {"type": "http.disconnect"}  # the app stops reading, as for a client gone
+            body_read = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
 
         async def guarded_send(message: dict) -> None:
             nonlocal started
