@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eval.metrics import contains_answer
-from index.documents import InputError
+from index.errors import InputError
 from rag.answer import Answer
 
 SEED_GOLD = Path(__file__).parent / "data" / "seed_gold.jsonl"

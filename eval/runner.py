@@ -19,7 +19,7 @@ from eval.suite import (
     seed_set,
     summarize_by_language,
 )
-from index.documents import InputError
+from index.errors import InputError
 from index.filters import DocumentFilter
 from index.home import DataHome
 from rag.llm import LLMClient, LLMSettings

@@ -40,8 +40,9 @@ from eval.metrics import (
     refusal_rates,
     token_f1,
 )
-from index.documents import Document, InputError, read_paths
+from index.documents import Document, read_paths
 from index.embedder import configured_backend
+from index.errors import InputError
 from index.filters import DocumentFilter
 from index.home import DataHome
 from index.index import Index

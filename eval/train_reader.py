@@ -304,7 +304,7 @@ def export_weights(checkpoint: Path, out_dir: Path, meta: dict | None = None) ->
     import torch
     from safetensors.torch import save_file
 
-    from rag.reader_model import sha256_of
+    from index.model import sha256_of
 
     state = torch.load(checkpoint, weights_only=False)["model"]
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -15,12 +15,19 @@ import re
 
 OPENING_CHARS = 1000  # where a dateline stands: the first paragraph or two
 
-MONTHS = {name: number for number, names in enumerate([
-    ("januari", "january", "jan"), ("februari", "pebruari", "february", "feb", "peb"),
-    ("maret", "march", "mar"), ("april", "apr"), ("mei", "may"), ("juni", "june", "jun"),
-    ("juli", "july", "jul"), ("agustus", "august", "agu", "agt", "ags", "aug"),
-    ("september", "sept", "sep"), ("oktober", "october", "okt", "oct"), ("november", "nopember", "nov", "nop"),
-    ("desember", "december", "des", "dec")], start=1) for name in names}
+# The one vocabulary of month and day names, Indonesian (with the older spellings Pebruari and Nopember,
+# still in print) and English, lower case: dates here, answer types and the generated-answer check in rag/.
+MONTH_NAMES = {name: number for number, names in enumerate([
+    ("januari", "january"), ("februari", "pebruari", "february"), ("maret", "march"), ("april",),
+    ("mei", "may"), ("juni", "june"), ("juli", "july"), ("agustus", "august"), ("september",),
+    ("oktober", "october"), ("november", "nopember"), ("desember", "december")], start=1) for name in names}
+MONTH_ABBREVIATIONS = {name: number for number, names in enumerate([
+    ("jan",), ("feb", "peb"), ("mar",), ("apr",), (), ("jun",), ("jul",), ("agu", "agt", "ags", "aug"),
+    ("sept", "sep"), ("okt", "oct"), ("nov", "nop"), ("des", "dec")], start=1) for name in names}
+MONTHS = MONTH_NAMES | MONTH_ABBREVIATIONS
+DAYS = {name: number for number, names in enumerate([
+    ("senin", "monday"), ("selasa", "tuesday"), ("rabu", "wednesday"), ("kamis", "thursday"),
+    ("jumat", "jum'at", "friday"), ("sabtu", "saturday"), ("minggu", "sunday")], start=1) for name in names}
 _MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
 _YEAR = r"((?:19|20)\d\d)"
 _ISO = re.compile(rf"(?<!\d){_YEAR}-(\d\d)-(\d\d)(?!\d)")  # a time may follow: 2016-03-14T08:30

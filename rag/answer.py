@@ -188,9 +188,12 @@ def refusal_features(cands: Candidates, ev: SentenceEvidence) -> np.ndarray:
                      ev.top_chunk_dense - cands.background, best - cands.background], dtype=np.float64)
 
 
+def logistic(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))  # clipped: exp would overflow past ~700
+
+
 def answerable_probability(features: np.ndarray, params: ScoringParams) -> float:
-    z = float(np.dot(params.refusal_weights, features) + params.refusal_bias)
-    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+    return logistic(float(np.dot(params.refusal_weights, features) + params.refusal_bias))
 
 
 # A best sentence with less new material than this only restates the question ("... akan dimulai
@@ -254,8 +257,7 @@ def reader_features(reading: Reading, retrieval_confidence: float) -> np.ndarray
 
 
 def reader_probability(features: np.ndarray, params: ScoringParams) -> float:
-    z = float(np.dot(params.reader_refusal_weights, features) + params.reader_refusal_bias)
-    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+    return logistic(float(np.dot(params.reader_refusal_weights, features) + params.reader_refusal_bias))
 
 
 def compose(index: Index, question: str, cands: Candidates, params: ScoringParams, max_citations: int = 3,

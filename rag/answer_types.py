@@ -9,14 +9,7 @@ from __future__ import annotations
 
 import re
 
-_MONTHS = """
-    januari februari maret april mei juni juli agustus september oktober november desember january
-    february march may june july august october december jan feb mar apr jun jul agu agt aug sep
-    sept okt oct nov des dec
-    """.split()
-_DAYS = """
-    senin selasa rabu kamis jumat jum'at sabtu minggu monday tuesday wednesday thursday friday
-    """.split()
+from index.dates import DAYS, MONTHS
 
 _QUESTION_TYPES = [
     ("date", re.compile(r"\b(kapan|kapankah|tanggal berapa|tahun berapa|bulan apa|hari apa|when|what date|"
@@ -29,7 +22,8 @@ _QUESTION_TYPES = [
 ]
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_DATE = re.compile(r"\b(?:\d{1,2}/\d{1,2}/\d{2,4}|(?:19|20)\d{2}|" + "|".join(_MONTHS + _DAYS) + r")\b", re.I)
+_DATE_WORDS = "|".join(sorted(MONTHS.keys() | DAYS.keys(), key=len, reverse=True))
+_DATE = re.compile(r"\b(?:\d{1,2}/\d{1,2}/\d{2,4}|(?:19|20)\d{2}|" + _DATE_WORDS + r")\b", re.I)
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w'-]+")  # capitalised word, not sentence-initial
 
 

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
+from index.dates import DAYS, MONTH_NAMES
 from index.lexical import STOPWORDS_EN, STOPWORDS_ID, english_to_indonesian, language, words
 from index.sentences import ends_with_abbreviation
 from rag.llm import LLMClient, LLMUnavailable
@@ -54,17 +55,6 @@ _NUMBER_WORDS = {
     "seventy": "70", "eighty": "80", "ninety": "90", "hundred": "100", "thousand": "1000",
     "seratus": "100", "seribu": "1000",
 }
-_MONTHS = {
-    "januari": 1, "january": 1, "februari": 2, "february": 2, "maret": 3, "march": 3, "april": 4,
-    "mei": 5, "may": 5, "juni": 6, "june": 6, "juli": 7, "july": 7, "agustus": 8, "august": 8,
-    "september": 9, "oktober": 10, "october": 10, "november": 11, "desember": 12, "december": 12,
-}
-_DAYS = {
-    "senin": 1, "monday": 1, "selasa": 2, "tuesday": 2, "rabu": 3, "wednesday": 3, "kamis": 4,
-    "thursday": 4, "jumat": 5, "friday": 5, "sabtu": 6, "saturday": 6, "minggu": 7, "sunday": 7,
-}
-
-
 @dataclass
 class GeneratedSentence:
     text: str
@@ -134,7 +124,7 @@ def _name_runs(sentence: str) -> list[list[str]]:
         parts = [p for p in match.group().split("-") if p]
         for part in parts:
             word = _fold(part).strip("'")
-            if not part[:1].isupper() or not word or word in _MONTHS or word in _DAYS:
+            if not part[:1].isupper() or not word or word in MONTH_NAMES or word in DAYS:
                 previous_end = -2
                 continue
             acronym = len(part) > 1 and part.isupper()  # "US", "PBB": a name even where "us" is a word
@@ -188,10 +178,10 @@ def unsupported_facts(sentence: str, sources: Sequence[str]) -> list[str]:
     source_words = re.findall(r"\w+", _fold(source_text))
     source_set = set(source_words)
     missing = [n for n in sorted(_numbers(sentence)) if n not in _numbers(source_text)]
-    months = {_MONTHS[w] for w in source_set if w in _MONTHS}
-    days = {_DAYS[w] for w in source_set if w in _DAYS}
+    months = {MONTH_NAMES[w] for w in source_set if w in MONTH_NAMES}
+    days = {DAYS[w] for w in source_set if w in DAYS}
     for word in re.findall(r"\w+", _fold(sentence)):
-        if (word in _MONTHS and _MONTHS[word] not in months) or (word in _DAYS and _DAYS[word] not in days):
+        if (word in MONTH_NAMES and MONTH_NAMES[word] not in months) or (word in DAYS and DAYS[word] not in days):
             missing.append(word)
     for run in _name_runs(sentence):
         missing.extend(_unsupported_names(run, source_words))

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from index.documents import InputError
+from index.errors import InputError
 
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_MODEL = "local"  # llama.cpp's server answers whatever model name it is given
@@ -167,6 +167,3 @@ class LLMClient:
             # A reply that is not a chat completion (garbage, a cut stream) surfaces as one of these.
             raise LLMUnavailable(f"the LLM at {self.settings.url} gave an unreadable reply "
                                  f"({type(e).__name__})") from None
-
-    def complete(self, messages: Sequence[tuple[str, str]]) -> str:
-        return "".join(self.stream(messages))

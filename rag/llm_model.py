@@ -20,7 +20,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from index.documents import InputError
+from index.errors import InputError
+from index.model import sha256_of
 
 
 @dataclass(frozen=True)
@@ -71,21 +72,13 @@ def _part_files(model: LLMModel) -> list[Path]:
     return files
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 22):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_gguf(path: Path, model: LLMModel) -> None:
     if not path.is_file():
         raise InputError(f"{path} is missing: run `tanya provision --llm {model.name}` (after `make llm`)")
     size = path.stat().st_size
     if size != model.size:
         raise InputError(f"{path} has {size:,} bytes, not {model.size:,}: delete it and provision again")
-    if _file_sha256(path) != model.sha256:  # ~1 s per 500 MB, once per server start
+    if sha256_of(path) != model.sha256:  # ~1 s per 500 MB, once per server start
         raise InputError(f"{path} is damaged (its sha256 is not {model.sha256[:16]}…): delete it and provision again")
 
 

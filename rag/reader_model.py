@@ -9,7 +9,6 @@ quantises it to int8 like the embedder (index/onnx_embedder.py). Serving then ne
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -17,7 +16,8 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from index.documents import InputError
+from index.errors import InputError
+from index.model import sha256_of
 
 SHIPPED = Path(__file__).with_name("reader")
 WEIGHTS_FILE, MANIFEST_FILE = "weights.safetensors", "reader.json"
@@ -63,14 +63,6 @@ def trainable(name: str) -> bool:
 class ReaderUnavailable(InputError):
     """The reader's weights are missing, damaged or not yet composed; the message says what to do
     (an InputError: the CLI prints it as one line and exits 1)."""
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def reader_dir(folder: Path | None = None) -> Path:

@@ -9,7 +9,8 @@ import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 
-from index.documents import Document, InputError, is_valid_unicode, read_paths
+from index.documents import Document, is_valid_unicode, read_paths
+from index.errors import InputError
 from index.filters import DocumentFilter
 from index.home import DataHome
 from index.index import Index, IndexReport

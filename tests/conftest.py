@@ -4,7 +4,6 @@ files' hashes hold), real Chroma, and temporary data homes. Nothing here may rea
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -24,14 +23,10 @@ MANIFEST = "tests-manifest.json"  # each file's size and sha256, written once th
 
 
 def file_hashes(folder: Path) -> dict[str, list]:
-    hashes = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-        hashes[str(path.relative_to(folder))] = [path.stat().st_size, digest.hexdigest()]
-    return hashes
+    from index.model import sha256_of
+
+    return {str(path.relative_to(folder)): [path.stat().st_size, sha256_of(path)]
+            for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)}
 
 
 def cached_model(target: Path) -> Path:
@@ -124,17 +119,21 @@ BESIDE_THE_SUITE = "test_cpu_independence.py::test_the_embedder_and_reader_agree
 @pytest.fixture(scope="session", autouse=True)
 def emulated_probe(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The emulated-CPU probe (tests/test_cpu_independence.py): started with the first test when its test is
-    selected along with others, so its minutes of one core overlap the rest of the suite."""
+    selected along with others, so its minutes of one core overlap the rest of the suite. Under pytest-xdist
+    every worker gets here; they share one probe in their common temporary folder."""
     if not any(item.nodeid.endswith(BESIDE_THE_SUITE) for item in request.session.items):
         yield None
         return
     from tests.test_cpu_independence import EmulatedProbe
 
-    probe = EmulatedProbe(request.getfixturevalue("model_dir"), tmp_path_factory.mktemp("emulated"))
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder, above each worker's own
+    probe = EmulatedProbe(request.getfixturevalue("model_dir"), shared / "emulated-cpu")
     if len(request.session.items) > 1:
         probe.start()
     yield probe
-    probe.stop()
+    probe.finish(wait=0 if request.session.shouldfail or request.session.shouldstop else 1200)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -15,6 +15,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,27 +46,44 @@ def emulated(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[st
 
 class EmulatedProbe:
     """tests/cpu_probe.py on the emulated CPU: minutes of one core, so in a whole run it starts with the first
-    test and runs beside the suite on the other core (tests/conftest.py ``emulated_probe``); run alone, the
-    test starts it itself."""
+    test and runs beside the suite (tests/conftest.py ``emulated_probe``); run alone, the test starts it
+    itself. With several pytest workers the first one to get here starts it, in a folder they share, and
+    whichever runs the test waits for the exit status the process leaves in that folder."""
 
     def __init__(self, model_dir: Path, folder: Path) -> None:
-        self.out, self.log = folder / "emulated.npz", folder / "emulated.log"
-        self.command = emulated_command("-m", "tests.cpu_probe", str(model_dir), str(self.out))
+        self.folder = folder
+        self.out, self.log, self.status = folder / "emulated.npz", folder / "emulated.log", folder / "emulated.rc"
+        probe = emulated_command("-m", "tests.cpu_probe", str(model_dir), str(self.out))
+        self.command = ["sh", "-c", '"$@"; echo $? > "$0"', str(self.status), *probe]
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        """Start the probe unless another worker already has."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            (self.folder / "started").open("x").close()
+        except FileExistsError:
+            return
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(self.command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
     def result(self, timeout: float = 900) -> dict[str, np.ndarray]:
-        if self.process is None:
-            self.start()
-        assert self.process is not None
-        assert self.process.wait(timeout=timeout) == 0, self.log.read_text(errors="replace")[-3000:]
+        self.start()
+        deadline = time.monotonic() + timeout
+        while not self.status.exists() or not self.status.read_text().strip():
+            assert time.monotonic() < deadline, f"the emulated probe took over {timeout} s"
+            time.sleep(1)
+        assert self.status.read_text().strip() == "0", self.log.read_text(errors="replace")[-3000:]
         return dict(np.load(self.out))
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+    def finish(self, wait: float) -> None:
+        """At the end of this worker's session: let the probe end (another worker may be waiting for it)
+        for up to ``wait`` seconds, then stop it."""
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
 

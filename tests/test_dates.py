@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from index.dates import inferred_date, iso_date
-from index.documents import InputError, make_document, read_paths
+from index.documents import make_document, read_paths
+from index.errors import InputError
 from tests.helpers import CORPUS
 
 

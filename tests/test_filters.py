@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from index.documents import InputError, make_document
+from index.documents import make_document
+from index.errors import InputError
 from index.filters import DocumentFilter, first_day, last_day
 from tests.helpers import KIRBY_DOC, THOMAS_DOC, http, run_cli
 

@@ -57,6 +57,13 @@ def test_translated_names_and_numbers_count_as_stated() -> None:
     assert unsupported_facts("Four people died.", source) == ["4"]
 
 
+def test_a_month_in_the_older_spelling_counts_as_stated() -> None:
+    """Pebruari and Nopember, still in print, are February and November (index/dates.py's one vocabulary)."""
+    source = ["Gencatan senjata berlaku sejak 12 Pebruari 2016 hingga Nopember."]
+    assert unsupported_facts("The ceasefire held from 12 February 2016 until November.", source) == []
+    assert unsupported_facts("The ceasefire held from 12 March 2016.", source) == ["march"]
+
+
 def test_generated_text_splits_into_sentences_with_their_markers() -> None:
     complete, rest = split_generated("Kirby said so [1]. Russia agreed. [2] Both spoke on 3.5 [1, 2]! Still wri")
     assert complete == [("Kirby said so.", [1]), ("Russia agreed.", [2]), ("Both spoke on 3.5!", [1, 2])]

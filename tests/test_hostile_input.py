@@ -26,7 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from index.documents import MAX_DOCUMENT_CHARS, InputError
+from index.documents import MAX_DOCUMENT_CHARS
+from index.errors import InputError
 from rag.tanya import Tanya
 from tests.helpers import CORPUS, THOMAS_DOC, gradio_call, http, run_cli, running_server
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from index.documents import InputError, read_paths
+from index.documents import read_paths
+from index.errors import InputError
 from index.html_pages import decode_page, page_document, read_html_file
 from tests.helpers import http, run_cli
 

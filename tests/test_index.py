@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from index.documents import InputError, make_document, read_paths
+from index.documents import make_document, read_paths
+from index.errors import InputError
 from index.index import Index
+from index.sentences import split_sentences
 from rag.tanya import Tanya
 from tests.helpers import CORPUS, KIRBY_DOC, THOMAS_DOC, run_cli
 
@@ -23,10 +25,11 @@ def assert_consistent(index: Index) -> None:
     assert len(index.bm25) == chunks
     stored = {d.doc_id for d in index.store.documents()}
     assert {doc_id for doc_id, _ in index.vectors.versions().values()} == stored
-    for doc_id in stored:
+    for doc_id in stored:  # the stored offsets are the splitter's, in order, each a sentence of the text
         text = index.store.text(doc_id)
-        for span in index.spans(doc_id):
-            assert text[span.start : span.end] == span.text
+        spans = split_sentences(text)
+        assert [(s.start, s.end) for s in index.store.sentences(doc_id)] == [(s.start, s.end) for s in spans]
+        assert all(text[s.start : s.end] == s.text and s.text.strip() == s.text != "" for s in spans)
 
 
 def test_index_the_seed_corpus_then_reindex_without_duplicates(home: Path) -> None:
@@ -123,8 +126,8 @@ def test_titles_come_from_the_first_line_and_stay_short() -> None:
 
 
 def test_a_second_writer_is_refused_with_a_clear_message(home: Path) -> None:
+    from index.errors import IndexBusy
     from index.home import DataHome
-    from index.index import IndexBusy
 
     first, second = Index(DataHome.resolve(home)), Index(DataHome.resolve(home))
     with first.writing():

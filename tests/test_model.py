@@ -95,7 +95,8 @@ def test_the_onnx_int8_backend_agrees_with_torch(model_dir: Path) -> None:
 
 def test_an_index_keeps_the_backend_that_built_it(tmp_path: Path, model_dir: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from index.documents import InputError, make_document
+    from index.documents import make_document
+    from index.errors import InputError
     from index.home import DataHome
     from index.index import Index
 

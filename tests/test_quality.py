@@ -1,5 +1,6 @@
-"""Accuracy floors on fixed data: the seed gold set and FacQA valid. The floors sit a little under
-the figures measured when they were set (see eval/README.md), so a real regression fails them."""
+"""Accuracy floors on fixed data: the seed gold set and a fixed sample of FacQA valid. The floors sit a
+little under the figures measured when they were set, so a real regression fails them. The whole of
+FacQA valid (every FacQA passage indexed, both languages) is `tanya eval`'s, not the test suite's."""
 
 from __future__ import annotations
 
@@ -23,19 +24,25 @@ def test_seed_gold_set(seed_tanya: Tanya) -> None:
     assert summary["all"]["offsets_exact"] == 1.0  # every citation of every answer
 
 
+# The first questions of FacQA valid over the passages of all of FacQA valid (273): a third of the time of
+# the 311 questions over all 1,295 FacQA passages, and figures within 0.02 of the 311 over the 273.
+FACQA_SAMPLE = 150
+
+
 @pytest.fixture(scope="module")
 def facqa_tanya(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Tanya:
-    docs, _ = facqa.load()
+    docs, items = facqa.load()
+    valid_passages = {item.doc_id for item in items["valid"]}
     tanya = Tanya.open(tmp_path_factory.mktemp("facqa-home"))
-    tanya.add(docs)
+    tanya.add([doc for doc in docs if doc.doc_id in valid_passages])
     return tanya
 
 
-def test_facqa_valid(facqa_tanya: Tanya) -> None:
+def test_facqa_valid_sample(facqa_tanya: Tanya) -> None:
     _, items = facqa.load()
-    valid = items["valid"]
+    valid = items["valid"][:FACQA_SAMPLE]
     s = summarize(run_set(EvalSet("facqa", [(facqa_tanya, facqa_gold(valid, "id"))]), progress=False))
-    print(f"FacQA valid: cited first {s['gold_cited_first']:.3f}, answer in citations "
+    print(f"FacQA valid sample: cited first {s['gold_cited_first']:.3f}, answer in citations "
           f"{s['answer_in_citations']:.3f}, in the first {s['answer_in_first_citation']:.3f}, "
           f"short answer F1 {s['short_answer_f1']:.3f}, refused {s['answerable_refused']:.3f}")
     assert s["gold_cited_first"] >= FLOORS["facqa_cited_first"]
@@ -49,13 +56,14 @@ def test_facqa_valid(facqa_tanya: Tanya) -> None:
     assert facqa_tanya.document(hits[0].doc_id).text[hits[0].start : hits[0].end] == hits[0].text
 
 
-FLOORS = {  # in the comments: measured with the stage-3 reader and 7-bit int8 weights (2026-12-07, README)
+FLOORS = {  # in the comments: measured with the stage-3 reader and 7-bit int8 weights (2026-12-07)
     "seed_id": 0.90,  # 0.925 (0.950 with 8-bit weights, which AVX2-only CPUs computed differently: 0.875)
     "seed_en": 0.75,  # 0.818
     "seed_refused": 0.75,  # 0.857
-    "facqa_cited_first": 0.76,  # 0.788
-    "facqa_answer_in": 0.80,  # 0.842
-    "facqa_refused_max": 0.07,  # 0.061
-    "facqa_answer_in_first": 0.81,  # 0.839 with the reader, 0.720 without it
-    "facqa_short_f1": 0.70,  # 0.743
+    # The FacQA sample (all 311 over the same 273 passages in brackets; over all 1,295 in the README):
+    "facqa_cited_first": 0.84,  # 0.873 (0.871)
+    "facqa_answer_in": 0.83,  # 0.867 (0.859)
+    "facqa_refused_max": 0.10,  # 0.080 (0.071): 12 of the 150
+    "facqa_answer_in_first": 0.83,  # 0.867 (0.859)
+    "facqa_short_f1": 0.72,  # 0.766 (0.751)
 }

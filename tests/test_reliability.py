@@ -49,13 +49,26 @@ def corpora(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[
     return write_jsonl(folder / "v1.jsonl", v1), write_jsonl(folder / "v2.jsonl", v2), questions
 
 
-def check(home: Path) -> dict[str, int]:
-    """`tanya check` must pass; returns its counts (and how many leftovers a killed writer left)."""
-    return check_with(home, {})
+def check(home: Path, chroma_url: str | None = None) -> dict[str, int]:
+    """What `tanya check` finds, which must be consistent: its counts (and how many leftovers a killed writer
+    left). Run in this process, as the CLI runs it: a CLI start per check would cost seconds, a few dozen
+    times; ``cli_check`` shows once that the command reports the same."""
+    from index.home import DataHome
+    from index.index import Index
+
+    found = Index(DataHome.resolve(home, chroma_url), finish_interrupted_writes=False)
+    try:
+        report = found.check()
+    finally:
+        found.close()
+    assert not report.problems, report.summary()
+    return {"documents": report.documents, "sentences": report.sentences, "chunks": report.chunks,
+            "chunk vectors": report.vectors - report.leftovers, "leftovers": report.leftovers}
 
 
-def check_with(home: Path, env: dict[str, str]) -> dict[str, int]:
-    result = run_cli("check", home=home, env=env)
+def cli_check(home: Path) -> dict[str, int]:
+    """`tanya check`'s exit status and counts."""
+    result = run_cli("check", home=home)
     assert result.returncode == 0 and result.stdout.startswith("consistent"), result.stdout + result.stderr
     held, _, interrupted = result.stdout.partition(";")
     counts = {name: int(n) for n, name in re.findall(r"(\d+) (documents|sentences|chunks|chunk vectors)", held)}
@@ -88,7 +101,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory, corpora: tuple[Path,
     listed = run_cli("docs", "--json", home=root / "v1").stdout.splitlines()
     v1_chars = {d["doc_id"]: d["chars"] for d in map(json.loads, listed)}
     return {"v1": root / "v1", "v2": root / "v2", "v1_chars": v1_chars,
-            "v1_counts": check(root / "v1"), "v2_counts": check(root / "v2"),
+            "v1_counts": cli_check(root / "v1"), "v2_counts": check(root / "v2"),
             "v1_answers": answers(root / "v1", questions), "v2_answers": answers(root / "v2", questions)}
 
 
@@ -287,7 +300,7 @@ def test_with_a_chroma_server_another_process_indexes_while_serve_answers(
         passage = json.loads(v1.read_text().splitlines()[-1])
         status, answer = http("POST", f"{url}/api/ask", {"question": passage["text"][:120]})
         assert status == 200 and answer["citations"][0]["doc_id"] == passage["id"]  # seen without a restart
-    assert check_with(home, env)["documents"] == CRASH_DOCS
+    assert check(home, chroma_server)["documents"] == CRASH_DOCS
 
 
 # ----- load ------------------------------------------------------------------------------------------

@@ -21,10 +21,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, BeforeValidator, Field
 
-from index.documents import MAX_SOURCE_CHARS, Document, InputError, make_document
+from index.documents import MAX_SOURCE_CHARS, Document, make_document
+from index.errors import IndexBusy, InputError, StoreUnavailable
 from index.html_pages import page_document
-from index.index import IndexBusy
-from index.vectors import StoreUnavailable
 from rag.tanya import MAX_K, MAX_QUESTION_CHARS, Tanya
 
 log = logging.getLogger("tanya.api")

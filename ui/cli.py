@@ -10,9 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import index  # noqa: F401  (offline switches first)
-from index.documents import InputError
-from index.index import IndexBusy
-from index.vectors import StoreInUse, StoreUnavailable
+from index.errors import IndexBusy, InputError, StoreInUse, StoreUnavailable
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1

@@ -29,11 +29,10 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 
-from index.documents import Document, InputError, read_paths
+from index.documents import Document, read_paths
+from index.errors import IndexBusy, InputError, StoreUnavailable
 from index.filters import DocumentFilter, first_day
-from index.index import IndexBusy
 from index.lexical import language
-from index.vectors import StoreUnavailable
 from rag.answer import Answer
 from rag.tanya import QuestionError, Tanya, check_question
 from ui.api import token_matches
