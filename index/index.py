@@ -146,9 +146,11 @@ class Index:
         return recorded
 
     def close(self) -> None:
-        self.bm25.close()
-        self.store.close()
-        self._close_vectors()
+        try:
+            self.bm25.close()
+            self.store.close()
+        finally:
+            self._close_vectors()  # the embedded lock is given up whatever else failed
 
     def _close_vectors(self) -> None:
         """Close Chroma before giving up the embedded lock: chromadb keeps one client per path inside a

@@ -104,7 +104,11 @@ def connect(home: DataHome) -> chromadb.ClientAPI:
     if not home.chroma_url:
         home.chroma_dir.mkdir(parents=True, exist_ok=True)
         _own_embedded_chroma(home)
-        return chromadb.PersistentClient(path=str(home.chroma_dir), settings=settings)
+        try:
+            return chromadb.PersistentClient(path=str(home.chroma_dir), settings=settings)
+        except BaseException:
+            release_embedded_chroma(home)  # a client that failed to open must not keep the home locked
+            raise
     url = urlparse(home.chroma_url if "://" in home.chroma_url else f"http://{home.chroma_url}")
     try:
         return chromadb.HttpClient(host=url.hostname or "127.0.0.1", port=url.port or 8000,

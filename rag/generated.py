@@ -171,16 +171,21 @@ def _unsupported_names(run: list[str], source_words: list[str]) -> list[str]:
     return missing
 
 
+def _date_words(text: str) -> list[str]:
+    """Folded words, an apostrophe inside a word dropped: "Jum'at" is the day "jumat"."""
+    return [w.replace("'", "") for w in re.findall(r"\w+(?:'\w+)*", _fold(text))]
+
+
 def unsupported_facts(sentence: str, sources: Sequence[str]) -> list[str]:
     """The names, numbers and dates of ``sentence`` (markers taken out) that ``sources`` do not state,
     directly or as a lexicon translation."""
     source_text = " ".join(sources)
     source_words = re.findall(r"\w+", _fold(source_text))
-    source_set = set(source_words)
     missing = [n for n in sorted(_numbers(sentence)) if n not in _numbers(source_text)]
-    months = {MONTH_NAMES[w] for w in source_set if w in MONTH_NAMES}
-    days = {DAYS[w] for w in source_set if w in DAYS}
-    for word in re.findall(r"\w+", _fold(sentence)):
+    source_dates = set(_date_words(source_text))
+    months = {MONTH_NAMES[w] for w in source_dates if w in MONTH_NAMES}
+    days = {DAYS[w] for w in source_dates if w in DAYS}
+    for word in _date_words(sentence):
         if (word in MONTH_NAMES and MONTH_NAMES[word] not in months) or (word in DAYS and DAYS[word] not in days):
             missing.append(word)
     for run in _name_runs(sentence):

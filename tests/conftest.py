@@ -116,6 +116,9 @@ SLOW_FIXTURES = {"seed_server", "chroma_server", "token_server", "llm_url"}
 BESIDE_THE_SUITE = "test_cpu_independence.py::test_the_embedder_and_reader_agree_on_an_avx2_only_cpu"
 
 
+_started_probes: list[Any] = []  # EmulatedProbe, stopped in pytest_sessionfinish
+
+
 @pytest.fixture(scope="session", autouse=True)
 def emulated_probe(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The emulated-CPU probe (tests/test_cpu_independence.py): started with the first test when its test is
@@ -132,12 +135,21 @@ def emulated_probe(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     probe = EmulatedProbe(request.getfixturevalue("model_dir"), shared / "emulated-cpu")
     if len(request.session.items) > 1:
         probe.start()
+    _started_probes.append(probe)
     yield probe
-    probe.finish(wait=0 if request.session.shouldfail or request.session.shouldstop else 1200)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Here, not in the fixture's teardown: that runs inside the last test's time limit, and a worker whose
+    tests ended first may wait minutes for the probe that a test in another worker reads."""
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED or bool(session.shouldfail or session.shouldstop)
+    for probe in _started_probes:
+        probe.stop(wait=0 if interrupted else 1200)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # The probe's test goes last, so that the probe has had the whole suite's time to finish.
+    # The probe's test goes last, so that the probe has had the whole suite's time to finish (in one process;
+    # under pytest-xdist its file goes to a worker whole, and that worker waits for the probe meanwhile).
     items.sort(key=lambda item: item.nodeid.endswith(BESIDE_THE_SUITE))
     for item in items:
         module = getattr(item, "module", None)

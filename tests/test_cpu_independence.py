@@ -11,8 +11,10 @@ AVX2 kernels on an emulated Haswell CPU (qemu user mode; ``make setup`` installs
 
 from __future__ import annotations
 
+import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -58,14 +60,20 @@ class EmulatedProbe:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        """Start the probe unless another worker already has."""
+        """Start the probe unless another worker already has. In a session of its own, so that stopping it
+        stops qemu too (and a Ctrl-C reaches it through ``stop``, not the terminal)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         try:
             (self.folder / "started").open("x").close()
         except FileExistsError:
             return
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(self.command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            with self.log.open("wb") as log:
+                self.process = subprocess.Popen(self.command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                                start_new_session=True)
+        except OSError as exc:
+            self.status.write_text(f"could not start: {exc}")
+            raise
 
     def result(self, timeout: float = 900) -> dict[str, np.ndarray]:
         self.start()
@@ -73,19 +81,21 @@ class EmulatedProbe:
         while not self.status.exists() or not self.status.read_text().strip():
             assert time.monotonic() < deadline, f"the emulated probe took over {timeout} s"
             time.sleep(1)
-        assert self.status.read_text().strip() == "0", self.log.read_text(errors="replace")[-3000:]
+        assert self.status.read_text().strip() == "0", (self.status.read_text(),
+                                                        self.log.read_text(errors="replace")[-3000:])
         return dict(np.load(self.out))
 
-    def finish(self, wait: float) -> None:
-        """At the end of this worker's session: let the probe end (another worker may be waiting for it)
-        for up to ``wait`` seconds, then stop it."""
+    def stop(self, wait: float) -> None:
+        """Let a probe this process started end for up to ``wait`` seconds (a test in another worker may
+        be waiting for it), then stop it and say so to whoever waits."""
         if self.process is None:
             return
         try:
             self.process.wait(timeout=wait)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+            self.status.write_text("stopped: the test session ended first")
 
 
 def int8_weights(graph: Path) -> dict[str, np.ndarray]:

@@ -62,6 +62,7 @@ def test_a_month_in_the_older_spelling_counts_as_stated() -> None:
     source = ["Gencatan senjata berlaku sejak 12 Pebruari 2016 hingga Nopember."]
     assert unsupported_facts("The ceasefire held from 12 February 2016 until November.", source) == []
     assert unsupported_facts("The ceasefire held from 12 March 2016.", source) == ["march"]
+    assert unsupported_facts("It happened on Friday.", ["Serangan terjadi pada hari Jum’at."]) == []
 
 
 def test_generated_text_splits_into_sentences_with_their_markers() -> None:
