@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from index.errors import InputError
+
 MODEL_NAME = "multilingual-e5-small"
 _SOURCE_FILE = "e5-small-q4.bin"
 _COMPLETE_MARKER = "tanya-provisioned.json"
@@ -241,9 +243,16 @@ def provision(model_dir: Path, source: Path | None = None) -> Path:
     _write_tokenizer(ckpt, staging)
     _write_sentence_transformers_files(staging, int(ckpt.header["H"]))
     _write_json(staging / _COMPLETE_MARKER, {"model": MODEL_NAME, "source": str(source)})
-    if model_dir.exists():  # an interrupted earlier attempt
-        import shutil
+    import shutil
 
+    if model_dir.exists():
+        # Replace only what provisioning itself writes (an earlier attempt that was cut off); a folder
+        # holding anything else is someone's, e.g. TANYA_MODEL_DIR set to a folder of other models.
+        foreign = sorted(p.name for p in model_dir.iterdir() if not (staging / p.name).exists())
+        if foreign:
+            shutil.rmtree(staging)
+            raise InputError(f"{model_dir} holds no Tanya model but other files ({', '.join(foreign[:5])}): "
+                             "set TANYA_MODEL_DIR to an empty or new folder (Tanya provisions it)")
         shutil.rmtree(model_dir)
     os.replace(staging, model_dir)
     return model_dir

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from index.onnx_embedder import model_runs
 from rag.reader_input import Window, batch_arrays, passage_windows, question_ids
 from rag.reader_model import composed_graph
 
@@ -66,7 +67,8 @@ class Reader:
         for start in range(0, len(order), BATCH):
             rows = [windows[j] for j in order[start : start + BATCH]]
             ids, mask = batch_arrays([w for _, w in rows])
-            starts, ends, answerable = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
+            with model_runs:
+                starts, ends, answerable = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
             for row, (i, window) in enumerate(rows):
                 reading = decode(window, starts[row], ends[row], float(answerable[row]), passages[i])
                 current = best[i]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from index.embedder import embed_passages, embed_query, load_embedder
+from index.errors import InputError
 from index.model import is_provisioned, provision
 
 KIRBY = ("“Setidaknya, kami sadar, tidak ada rencana kerjasama militer untuk pembagian kerja dengan parameter "
@@ -67,6 +68,18 @@ def test_a_half_written_model_folder_is_redone(tmp_path: Path, model_dir: Path) 
     provision(target)
     assert is_provisioned(target)
     assert (target / "model.safetensors").stat().st_size == (model_dir / "model.safetensors").stat().st_size
+
+
+def test_a_folder_of_other_files_is_refused_and_kept(tmp_path: Path) -> None:
+    """TANYA_MODEL_DIR pointed at a folder of other things (here: other models) must not wipe it."""
+    target = tmp_path / "models"
+    (target / "llm").mkdir(parents=True)
+    (target / "llm" / "model.gguf").write_bytes(b"GGUF")
+    (target / "config.json").write_text("{}")
+    with pytest.raises(InputError, match="holds no Tanya model but other files \\(llm\\)"):
+        provision(target)
+    assert (target / "llm" / "model.gguf").read_bytes() == b"GGUF"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]  # no staging folder left behind
 
 
 def test_the_onnx_int8_backend_agrees_with_torch(model_dir: Path) -> None:
