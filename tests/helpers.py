@@ -99,6 +99,11 @@ def http(method: str, url: str, body: object = None, headers: dict[str, str] | N
             return exc.code, {"raw": text.decode(errors="replace")}
 
 
+# A server beside another test worker can take longer than httpx's 5 s default to answer an upload or a
+# question; these tests are about the answer, not its speed (benchmarks measure that).
+SERVER_TIMEOUT = 120  # seconds
+
+
 def gradio_call(url: str, name: str, data: list) -> str:
     """One call of a Gradio event through its public HTTP route, as `curl` does: the result stream's text."""
     import httpx

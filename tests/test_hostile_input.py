@@ -29,7 +29,7 @@ from schemathesis import GenerationMode
 from index.documents import MAX_DOCUMENT_CHARS
 from index.errors import InputError
 from rag.tanya import Tanya
-from tests.helpers import CORPUS, THOMAS_DOC, gradio_call, http, run_cli, running_server
+from tests.helpers import CORPUS, SERVER_TIMEOUT, THOMAS_DOC, gradio_call, http, run_cli, running_server
 
 # The seed articles exactly as `tanya index` reads them (bytes decoded, no newline translation).
 SEED_TEXTS = {p.stem: p.read_bytes().decode("utf-8") for p in sorted(CORPUS.glob("*.txt"))}
@@ -308,7 +308,7 @@ def web(served: Served) -> Iterator[Any]:
     Documents tab's "Add to the index" handler (ui/web.py `add_files`) on the server's copies."""
     from gradio_client import Client
 
-    client = Client(f"{served.url}/", verbose=False)
+    client = Client(f"{served.url}/", verbose=False, httpx_kwargs={"timeout": SERVER_TIMEOUT})
     yield client
     client.close()  # its heartbeat stream would hold up the server's shutdown
 
@@ -368,7 +368,8 @@ def test_web_upload_names_cannot_escape_the_upload_folder(served: Served) -> Non
 
     uploads = served.home.parent / "gradio-uploads"
     for name in ("../../../escaped-upload.txt", "/tmp/escaped-upload.txt", "..\\..\\escaped-upload.txt"):
-        response = httpx.post(f"{served.url}/gradio_api/upload", files=[("files", (name, TEXT.encode(), "text/plain"))])
+        response = httpx.post(f"{served.url}/gradio_api/upload", timeout=SERVER_TIMEOUT,
+                              files=[("files", (name, TEXT.encode(), "text/plain"))])
         if response.status_code == 200:
             for stored in response.json():
                 assert Path(stored).resolve().is_relative_to(uploads.resolve()), stored
@@ -408,7 +409,8 @@ def test_a_server_path_is_never_accepted_as_an_upload(served: Served, tmp_path: 
 def test_a_real_upload_through_the_upload_route_is_still_added(served: Served) -> None:
     import httpx
 
-    response = httpx.post(f"{served.url}/gradio_api/upload", files=[("files", ("unggah-sah.txt", TEXT.encode(),
+    response = httpx.post(f"{served.url}/gradio_api/upload", timeout=SERVER_TIMEOUT,
+                          files=[("files", ("unggah-sah.txt", TEXT.encode(),
                                                                               "text/plain"))])
     assert response.status_code == 200
     stream = gradio_call(served.url, "add_files", [[file_data(response.json()[0])], ""])
@@ -421,7 +423,8 @@ def test_an_upload_with_a_form_field_that_is_not_a_file_is_a_400(served: Served)
     """Found by the schemathesis run below: Gradio's parser raised (a 500) on it when an upload_id was given."""
     import httpx
 
-    response = httpx.post(f"{served.url}/gradio_api/upload", params={"upload_id": "x1"}, data={"note": "1"},
+    response = httpx.post(f"{served.url}/gradio_api/upload", timeout=SERVER_TIMEOUT, params={"upload_id": "x1"},
+                          data={"note": "1"},
                           files=[("files", ("a.txt", TEXT.encode(), "text/plain"))])
     assert_reason(response.status_code, response.json())
 
@@ -528,7 +531,7 @@ def test_schemathesis_over_the_web_pages_routes_finds_no_server_error(
         if path.startswith("/gradio_api/call/v2/") and response.status_code == 200:
             name = path.rsplit("/", 1)[1]
             stream = httpx.get(f"{web_served.url}/gradio_api/call/{name}/{response.json()['event_id']}",
-                               timeout=120).text
+                               timeout=SERVER_TIMEOUT).text
             assert "event: complete" in stream or "event: error" in stream, stream
 
     check()
@@ -539,7 +542,7 @@ def test_unknown_web_endpoints_and_events_are_4xx_with_a_reason(web_served: Serv
 
     for path, body in [("/gradio_api/call/v2/no_such_event", {}), ("/gradio_api/call/no_such_event", {"data": []}),
                        ("/gradio_api/call/v2/open_source", {})]:
-        response = httpx.post(f"{web_served.url}{path}", json=body)
+        response = httpx.post(f"{web_served.url}{path}", timeout=SERVER_TIMEOUT, json=body)
         assert_reason(response.status_code, response.json())
     stream = httpx.get(f"{web_served.url}/gradio_api/call/respond/no-such-event", timeout=30)
     assert stream.status_code == 200 and stream.text.startswith("event: error"), stream.text
@@ -792,11 +795,13 @@ def test_gradio_uploads_need_the_token_before_anything_is_stored(web_served: Ser
     before = tree(uploads) if uploads.exists() else set()
     files = [("files", ("isian.txt", b"x" * 1_000_000, "text/plain"))]
     for headers in ({}, {"Authorization": "Bearer salah"}, {"Cookie": "tanya_token=salah"}):
-        response = httpx.post(f"{web_served.url}/gradio_api/upload", files=files, headers=headers)
+        response = httpx.post(f"{web_served.url}/gradio_api/upload", files=files, headers=headers,
+                              timeout=SERVER_TIMEOUT)
         assert response.status_code == 401 and "token" in response.json()["detail"], response.text
     assert (tree(uploads) if uploads.exists() else set()) == before
     for headers in ({"Authorization": "Bearer web-fuzz-token"}, {"Cookie": "tanya_token=web-fuzz-token"}):
-        response = httpx.post(f"{web_served.url}/gradio_api/upload", files=files, headers=headers)
+        response = httpx.post(f"{web_served.url}/gradio_api/upload", files=files, headers=headers,
+                              timeout=SERVER_TIMEOUT)
         assert response.status_code == 200, response.text
 
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.helpers import KIRBY_DOC, THOMAS_DOC, gradio_call, http, run_cli, running_server
+from tests.helpers import KIRBY_DOC, SERVER_TIMEOUT, THOMAS_DOC, gradio_call, http, run_cli, running_server
 
 
 @pytest.fixture(scope="module")
@@ -218,13 +218,15 @@ def test_the_web_pages_writes_need_the_token_too(token_server: str, tmp_path: Pa
 
     new = tmp_path / "banjir-token.txt"
     new.write_text("Banjir melanda Kota Semarang pada hari Rabu.\n", encoding="utf-8")
-    client = Client(f"{url}/", verbose=False)  # uploads through Gradio's upload route, as a browser does
+    # uploads through Gradio's upload route, as a browser does
+    client = Client(f"{url}/", verbose=False, httpx_kwargs={"timeout": SERVER_TIMEOUT})
     try:  # the upload route itself needs the token (ui/web.py UploadNeedsToken)
         with pytest.raises(httpx.HTTPStatusError, match="401"):
             client.predict([handle_file(str(new))], api_name="/add_files")
     finally:
         client.close()
-    client = Client(f"{url}/", verbose=False, headers={"Authorization": "Bearer s3cret"})
+    client = Client(f"{url}/", verbose=False, httpx_kwargs={"timeout": SERVER_TIMEOUT},
+                    headers={"Authorization": "Bearer s3cret"})
     try:  # and Add reads the token from its own field
         status = client.predict([handle_file(str(new))], api_name="/add_files")[0]
         assert "needs the API token" in status and http("GET", f"{url}/api/documents/banjir-token")[0] == 404
