@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from eval import facqa
 from eval.metrics import contains_answer, first_rank, mrr_at, recall_at
-from eval.suite import rrf
-from rag.answer import (
+from eval.suite import ranking_modes
+from rag.evidence import (
     SentenceEvidence,
     answerable_probability,
     choose_sentences,
@@ -69,14 +69,8 @@ def ranks(observed: list[Observed], scores_of) -> list[int | None]:
 
 
 def retrieval_table(observed: list[Observed], params: ScoringParams) -> dict[str, dict[str, float]]:
-    modes = {
-        "bm25": lambda c: c.bm25 + 1e-6 * c.dense,  # BM25 order; dense only breaks exact ties
-        "dense": lambda c: c.dense,
-        "rrf": rrf,
-        "hybrid": lambda c: c.fused(params),
-    }
     table = {}
-    for name, fn in modes.items():
+    for name, fn in ranking_modes(lambda _: params).items():
         r = ranks(observed, fn)
         table[name] = {"R@1": recall_at(r, 1), "R@5": recall_at(r, 5), "R@10": recall_at(r, 10),
                        "MRR@10": mrr_at(r, 10)}
@@ -99,7 +93,7 @@ def attach_evidence(tanya: Tanya, observed: list[Observed], params: ScoringParam
     for ob in observed:
         ob.evidence = gather_sentences(tanya.index, ob.cands, params)
         if ob.evidence is not None:
-            ob.texts = [tanya.index.store.text(r.doc_id)[r.start : r.end] for r in ob.evidence.refs]
+            ob.texts = [tanya.index.store.sentence_text(r) for r in ob.evidence.refs]
 
 
 def citation_rates(observed: list[Observed], params: ScoringParams) -> dict[str, float]:

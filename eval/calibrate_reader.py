@@ -11,7 +11,7 @@ Two question sets, each asked through the real retrieval and the real reader:
 
 Fitted, in order: how much the retrieval score adds to the reader's answerable logit when picking the
 sentence to cite (best "first citation from the gold document holds the answer"), then a logistic
-refusal model over ``rag.answer.reader_features``, then the highest threshold that refuses at most 5% of
+refusal model over ``rag.evidence.reader_features``, then the highest threshold that refuses at most 5% of
 each set's answerable questions (2% in English: the retrieval-only refusal's budgets). English shares the
 weights and gets its own threshold from the English FacQA questions. (A first fit that maximised the mean
 of "answered correctly" and "refused" over the sets chose 0.39: FacQA valid then refused 85% of the
@@ -39,7 +39,7 @@ from eval.reader_data import calibration_examples
 from eval.suite import eval_index
 from index.documents import Document
 from index.home import DataHome
-from rag.answer import (
+from rag.evidence import (
     ReaderEvidence,
     SentenceEvidence,
     answerable_probability,
@@ -77,7 +77,7 @@ def observe(tanya: Tanya, reader: Reader, cands: Candidates, params: ScoringPara
     if ev is None:
         return None
     rev = read_evidence(tanya.index, reader, cands, ev, replace(params, reader_sentences=READ_AT_MOST))
-    texts = [tanya.index.store.text(r.doc_id)[r.start : r.end] for r in ev.refs]
+    texts = [tanya.index.store.sentence_text(r) for r in ev.refs]
     return Observation(group, answerable, gold_doc, answers, ev, rev, texts,
                        answerable_probability(refusal_features(cands, ev), params))
 

@@ -181,7 +181,7 @@ def calibration_examples() -> list[ReaderExample]:
 
 @dataclass(frozen=True)
 class CandidateGroup:
-    """The sentences the pipeline reads for one question (rag/answer.py ``read_evidence``), with the
+    """The sentences the pipeline reads for one question (rag/pipeline.py ``Trace.read``), with the
     answer's character span in each sentence that holds it (from the question's own document), else None."""
 
     question: str
@@ -201,29 +201,23 @@ def answer_span(sentence: str, answer: str) -> list[int] | None:
     return None if at < 0 else [at, at + len(answer)]
 
 
-def pipeline_groups(tanya, questions: list[tuple[str, str | None, str | None, str]], sentences: int = 6
-                    ) -> list[CandidateGroup]:
-    """For each (question, gold doc id or None, answer text or None, source): the ``sentences`` best
-    candidate sentences by Tanya's retrieval scorer, as the pipeline reads them."""
-    import numpy as np
-
-    from rag.answer import gather_sentences
-    from rag.retriever import collect_candidates
+def pipeline_groups(tanya, questions: list[tuple[str, str | None, str | None, str]]) -> list[CandidateGroup]:
+    """For each (question, gold doc id or None, answer text or None, source): the sentences the
+    pipeline reads for it (rag/pipeline.py's trace; "-absent": as if the gold document were not there)."""
+    from rag.pipeline import Pipeline
 
     out = []
+    # Without the reader: which sentences it reads is decided before it runs (Trace.read).
+    pipeline = Pipeline(tanya.index, tanya.params, reader=None)
     for question, gold, answer, source in tqdm(questions, desc="candidate groups", file=sys.stderr):
-        cands = collect_candidates(tanya.index, question)
-        if gold is not None and source.endswith("-absent"):
-            cands = cands.without_doc(gold)
-        params = tanya.params.en if cands.lang == "en" else tanya.params.id
-        ev = gather_sentences(tanya.index, cands, params)
-        if ev is None:
+        absent = source.endswith("-absent")
+        trace = pipeline.run(question, leave_out=gold if absent else None)
+        if trace.evidence is None:
             continue
-        top = [int(i) for i in np.argsort(-ev.scores(params), kind="stable")[:sentences]]
-        texts = [tanya.index.store.text(ev.refs[i].doc_id)[ev.refs[i].start : ev.refs[i].end] for i in top]
-        spans = [answer_span(t, answer) if answer and ev.refs[i].doc_id == gold and not source.endswith("-absent")
-                 else None for i, t in zip(top, texts, strict=True)]
-        out.append(CandidateGroup(question, texts, spans, source))
+        refs = [trace.evidence.refs[i] for i in trace.read]
+        spans = [answer_span(text, answer) if answer and ref.doc_id == gold and not absent else None
+                 for ref, text in zip(refs, trace.read_texts, strict=True)]
+        out.append(CandidateGroup(question, trace.read_texts, spans, source))
     return out
 
 

@@ -47,8 +47,9 @@ from index.filters import DocumentFilter
 from index.home import DataHome
 from index.index import Index
 from index.lexical import language
-from rag.retriever import Candidates, Scope, collect_candidates
-from rag.tanya import Tanya, with_context
+from rag.params import ScoringParams
+from rag.retriever import Candidates, Scope
+from rag.tanya import Tanya
 
 REPO = Path(__file__).resolve().parent.parent
 SEED_CORPUS = REPO / "corpus"
@@ -62,13 +63,14 @@ def rrf(cands: Candidates, k: float = 60.0) -> np.ndarray:
     return 1.0 / (k + dense_rank + 1) + bm25_part
 
 
-def ranking_modes(tanya: Tanya) -> dict[str, Callable[[Candidates], np.ndarray]]:
-    """Chunk scores of each retrieval mode; ``hybrid`` is what ``Tanya.retrieve`` returns."""
+def ranking_modes(params_of: Callable[[str], ScoringParams]) -> dict[str, Callable[[Candidates], np.ndarray]]:
+    """Chunk scores of each retrieval mode; ``hybrid`` (with ``params_of(language)``) is what
+    ``Tanya.retrieve`` returns."""
     return {
         "bm25": lambda c: c.bm25 + 1e-6 * c.dense,  # BM25 order; dense only breaks exact ties
         "dense": lambda c: c.dense,
         "rrf": rrf,
-        "hybrid": lambda c: c.fused(tanya.params.for_language(c.lang)),
+        "hybrid": lambda c: c.fused(params_of(c.lang)),
     }
 
 
@@ -142,15 +144,14 @@ def ask_one(tanya: Tanya, q: GoldQuestion, by_id: dict[str, GoldQuestion], scope
     if scope is not None and q.answerable and q.doc is not None and not scope.doc_ids & set(
             [q.doc] if isinstance(q.doc, str) else q.doc):
         q = replace(q, answerable=False)
-    f = scope.filter if scope else DocumentFilter()
     start = time.perf_counter()
-    answer = tanya.ask(q.question, history=history, since=f.since, until=f.until, source=list(f.sources))
+    trace = tanya.ask_traced(q.question, history=history, doc_filter=scope.filter if scope else None)
     seconds = time.perf_counter() - start
+    answer = trace.answer
     run = QuestionRun(q, answer, seconds)
     if q.answerable and run.gold_docs:
-        # Ranked again outside the timed call: Tanya.ask does not expose its candidates.
-        cands = collect_candidates(tanya.index, with_context(q.question, history), focus=q.question, scope=scope)
-        modes = ranking_modes(tanya)
+        cands = trace.candidates  # the very candidates the answer came from
+        modes = ranking_modes(tanya.params.for_language)
         for mode, score in modes.items():
             run.ranks[mode] = min((r for d in run.gold_docs if (r := first_rank(doc_order(cands, score(cands)), d))),
                                   default=None)

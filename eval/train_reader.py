@@ -41,7 +41,7 @@ GROUPS = Path(".cache/reader/groups.jsonl")
 
 def sentence_window(passage: str, rng: random.Random, around: int | None = None) -> tuple[int, int]:
     """Characters of 1-3 consecutive sentences of ``passage`` (around character ``around`` when given,
-    else anywhere): the short windows the pipeline reads at question time (rag/answer.py)."""
+    else anywhere): the short windows the pipeline reads at question time (rag/pipeline.py)."""
     spans = split_sentences(passage)
     if not spans:
         return 0, len(passage)

@@ -308,6 +308,10 @@ class DocumentStore:
         doc_id, text, title, date, source, url, inferred = row
         return Document(doc_id, text, title, date, source, url, bool(inferred))
 
+    def sentence_text(self, ref: SentenceRef) -> str:
+        """The sentence itself: its document's text at its offsets (what every citation quotes)."""
+        return self.text(ref.doc_id)[ref.start : ref.end]
+
     def text(self, doc_id: str) -> str:
         known = getattr(self._local, "hashes", None)
         content_hash = known.get(doc_id) if known is not None else None

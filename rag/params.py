@@ -31,7 +31,7 @@ class ScoringParams:
     refusal_threshold: float = 0.5
     # The reader (rag/reader.py): how many of the best sentences it reads, how much the retrieval
     # score adds to its answerable logit when picking the sentence to cite, and its refusal model over
-    # rag.answer.reader_features (fitted by eval/calibrate_reader.py).
+    # rag.evidence.reader_features (fitted by eval/calibrate_reader.py).
     reader_sentences: int = 5
     reader_retrieval_weight: float = 1.0
     reader_refusal_weights: list[float] = field(default_factory=lambda: [1.0, 0.0, 0.0])

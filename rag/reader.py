@@ -2,7 +2,7 @@
 
 For each candidate passage it gives an "answerable" logit (does this passage answer the question?),
 the no-answer span score, and the best answer span as exact character offsets into the passage.
-The answer pipeline (rag/answer.py) uses the first to rerank candidates and, with the retrieval
+The answer pipeline (rag/pipeline.py) uses the first to rerank candidates and, with the retrieval
 evidence, to refuse; the span becomes the short answer and picks the sentence cited first.
 """
 

@@ -48,6 +48,11 @@ class Candidates:
     def __post_init__(self) -> None:
         self.focus = self.focus or self.query
 
+    @classmethod
+    def none(cls, query: str, lang: str) -> Candidates:
+        """No candidate at all (a filter that allows no document)."""
+        return cls(query, np.zeros(0, dtype=np.float32), lang, [], np.zeros(0), np.zeros(0), 0.0)
+
     def without_doc(self, doc_id: str) -> Candidates:
         """The same query as if ``doc_id`` were not in the corpus (for refusal calibration)."""
         keep = [i for i, k in enumerate(self.keys) if k[0] != doc_id]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from index.documents import Document, is_valid_unicode, read_paths
@@ -15,15 +16,16 @@ from index.filters import DocumentFilter
 from index.home import DataHome
 from index.index import Index, IndexReport
 from index.lexical import language, tokenize, words
-from index.store import DocumentInfo
-from rag.answer import Answer, compose, no_documents_answer
+from index.store import DocumentInfo, SentenceRef
+from rag.answer import Answer, no_documents_answer
 from rag.background import background_vectors
 from rag.generated import Generation
 from rag.llm import LLMClient, LLMSettings
 from rag.params import Params
+from rag.pipeline import Pipeline, Trace
 from rag.reader import Reader, load_reader
 from rag.reader_model import compose_in_subprocess, is_composed
-from rag.retriever import RetrievedChunk, Scope, TanyaRetriever, collect_candidates, rank_chunks
+from rag.retriever import Candidates, RetrievedChunk, Scope, TanyaRetriever, collect_candidates, rank_chunks
 
 MAX_QUESTION_CHARS = 2000
 MAX_K = 1000
@@ -126,45 +128,90 @@ class Tanya:
     def document(self, doc_id: str) -> Document | None:
         return self.index.store.get(doc_id)
 
+    # What the CLI, the HTTP API and the web page read besides answers, so that none of them reaches
+    # into the store (its backend may change).
+
+    @property
+    def home(self) -> Path:
+        return self.index.home.root
+
+    def counts(self) -> tuple[int, int, int]:
+        """Documents, sentences and chunks in the index."""
+        return self.index.store.counts()
+
+    def is_empty(self) -> bool:
+        return len(self.index.bm25) == 0  # in memory: counting the store would scan it
+
+    def snapshot(self) -> AbstractContextManager[None]:
+        """Reads inside see one committed state, even while a writer commits (e.g. hits and their titles)."""
+        return self.index.store.snapshot()
+
+    def titles(self, doc_ids: set[str]) -> dict[str, tuple[str, str | None, str | None, str | None]]:
+        """(title, date, source, url) of each document."""
+        return self.index.store.titles(doc_ids)
+
+    def sentences(self, doc_id: str) -> list[SentenceRef]:
+        """The document's sentences with their offsets, in reading order."""
+        return self.index.store.sentences(doc_id)
+
+    def sources(self) -> list[tuple[str, int]]:
+        """Each publisher with how many documents it has, most first."""
+        return self.index.store.sources()
+
+    def allowed_documents(self, doc_filter: DocumentFilter) -> set[str]:
+        return self.index.store.allowed_documents(doc_filter)
+
     def retrieve(self, query: str, k: int = 10, since: str | None = None, until: str | None = None,
-                 source: str | Sequence[str] | None = None) -> list[RetrievedChunk]:
-        """The ``k`` best chunks (of the documents published ``since``..``until`` by ``source``, when
-        given: index/filters.py; none when no document matches)."""
+                 source: str | Sequence[str] | None = None, doc_filter: DocumentFilter | None = None
+                 ) -> list[RetrievedChunk]:
+        """The ``k`` best chunks (of the documents published ``since``..``until`` by ``source``, or
+        ``doc_filter``'s, when given: index/filters.py; none when no document matches)."""
         if not 1 <= k <= MAX_K:
             raise InputError(f"k must be between 1 and {MAX_K}")
-        query, doc_filter = check_question(query), DocumentFilter.parse(since, until, source)
+        query, doc_filter = check_question(query), one_filter(doc_filter, since, until, source)
         with self.index.store.snapshot():
             scope = Scope.of(self.index, doc_filter) if doc_filter else None
             cands = collect_candidates(self.index, query, scope=scope)
             return rank_chunks(self.index, cands, self.params.for_language(cands.lang), k)
 
     def ask(self, question: str, history: Sequence[str] = (), max_citations: int = 3, since: str | None = None,
-            until: str | None = None, source: str | Sequence[str] | None = None, generate: bool = True) -> Answer:
+            until: str | None = None, source: str | Sequence[str] | None = None, generate: bool = True,
+            doc_filter: DocumentFilter | None = None) -> Answer:
         """An answer of up to ``max_citations`` cited sentences (or a refusal). ``history`` holds the
         conversation's earlier questions, oldest first, for follow-ups such as "Siapa dia?". ``since``,
-        ``until`` (ISO dates, inclusive) and ``source`` (publishers) restrict it to the documents they
-        allow (index/filters.py); when none matches, the answer says so (``filter.documents`` is 0).
-        With an LLM configured and ``generate``, ``answer.generated`` holds its checked answer (the chat
-        passes ``generate=False`` and streams ``generation(answer)`` itself)."""
+        ``until`` (ISO dates, inclusive) and ``source`` (publishers), or a parsed ``doc_filter``, restrict
+        it to the documents they allow (index/filters.py); when none matches, the answer says so
+        (``filter.documents`` is 0). With an LLM configured and ``generate``, ``answer.generated`` holds
+        its checked answer (the chat passes ``generate=False`` and streams ``generation(answer)`` itself)."""
+        return self.ask_traced(question, history, max_citations, since, until, source, generate, doc_filter).answer
+
+    def ask_traced(self, question: str, history: Sequence[str] = (), max_citations: int = 3,
+                   since: str | None = None, until: str | None = None, source: str | Sequence[str] | None = None,
+                   generate: bool = True, doc_filter: DocumentFilter | None = None) -> Trace:
+        """``ask``, with what each stage of the pipeline saw and decided (rag/pipeline.py)."""
         question = check_question(question)
         history = [check_question(h, f"history item {i}")  # the same rules as a question
                    for i, h in enumerate(history, start=1) if h and h.strip()]
         if not 1 <= max_citations <= 10:
             raise InputError("max_citations must be between 1 and 10")
-        doc_filter = DocumentFilter.parse(since, until, source)
+        doc_filter = one_filter(doc_filter, since, until, source)
         with self.index.store.snapshot():  # one committed state, even while a writer commits
             scope = Scope.of(self.index, doc_filter) if doc_filter else None
             if scope is not None and not scope.doc_ids:
-                return no_documents_answer(question, language(question), scope.filter, self.index.store.sources())
-            cands = collect_candidates(self.index, with_context(question, history), focus=question, scope=scope)
-            answer = compose(self.index, question, cands, self.params.for_language(cands.lang), max_citations,
-                             self.reader)
+                lang = language(question)
+                answer = no_documents_answer(question, lang, scope.filter, self.index.store.sources())
+                return Trace(question, Candidates.none(question, lang), answer=answer)
+            trace = self.pipeline.run(question, with_context(question, history), max_citations, scope)
         if scope is not None:
-            answer.filter = scope.filter.to_json(len(scope.doc_ids))
-        generation = self.generation(answer) if generate else None
+            trace.answer.filter = scope.filter.to_json(len(scope.doc_ids))
+        generation = self.generation(trace.answer) if generate else None
         if generation is not None:
-            answer.generated = generation.run()
-        return answer
+            trace.answer.generated = generation.run()
+        return trace
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return Pipeline(self.index, self.params, self.reader)
 
     def generation(self, answer: Answer) -> Generation | None:
         """The LLM's answer over ``answer``'s citations, checked as it arrives (rag/generated.py); None
@@ -175,14 +222,26 @@ class Tanya:
         return Generation(self.llm, answer.question, {c.n: c.sentence for c in answer.citations}, short)
 
     def matching_documents(self, since: str | None = None, until: str | None = None,
-                           source: str | Sequence[str] | None = None) -> dict | None:
+                           source: str | Sequence[str] | None = None, doc_filter: DocumentFilter | None = None
+                           ) -> dict | None:
         """The filter these values make, with how many documents it allows (None when they restrict nothing):
         what ``ask`` reports as its answer's ``filter``."""
-        doc_filter = DocumentFilter.parse(since, until, source)
+        doc_filter = one_filter(doc_filter, since, until, source)
         if doc_filter is None:
             return None
         return doc_filter.to_json(len(self.index.store.allowed_documents(doc_filter)))
 
     def as_retriever(self, similarity_top_k: int = 10, since: str | None = None, until: str | None = None,
-                     source: str | Sequence[str] | None = None) -> TanyaRetriever:
-        return TanyaRetriever(self.index, self.params, similarity_top_k, DocumentFilter.parse(since, until, source))
+                     source: str | Sequence[str] | None = None, doc_filter: DocumentFilter | None = None
+                     ) -> TanyaRetriever:
+        return TanyaRetriever(self.index, self.params, similarity_top_k, one_filter(doc_filter, since, until, source))
+
+
+def one_filter(doc_filter: DocumentFilter | None, since: str | None, until: str | None,
+               source: str | Sequence[str] | None) -> DocumentFilter | None:
+    """The Python API takes a parsed filter or its three values (parsed here, once); not both."""
+    if doc_filter is None:
+        return DocumentFilter.parse(since, until, source)
+    if since or until or source:
+        raise InputError("give either doc_filter or since/until/source, not both")
+    return doc_filter if doc_filter.since or doc_filter.until or doc_filter.sources else None

@@ -23,6 +23,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 
 from index.documents import MAX_SOURCE_CHARS, Document, make_document
 from index.errors import IndexBusy, InputError, StoreUnavailable
+from index.filters import DocumentFilter
 from index.html_pages import page_document
 from rag.tanya import MAX_K, MAX_QUESTION_CHARS, Tanya
 
@@ -105,8 +106,9 @@ class FilterFields(BaseModel):
     source: str | list[Annotated[str, Field(max_length=200)]] | None = Field(
         default=None, max_length=200, description="only articles of this publisher (or any of these), any case")
 
-    def filters(self) -> dict:
-        return {"since": self.since, "until": self.until, "source": self.source}
+    def document_filter(self) -> DocumentFilter | None:
+        """Parsed once (a bad value: InputError, answered 400 with the reason)."""
+        return DocumentFilter.parse(self.since, self.until, self.source)
 
 
 class AskRequest(FilterFields):
@@ -249,24 +251,25 @@ def create_app(tanya: Tanya, api_token: str | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["server"])
     def healthz() -> dict:
-        documents, sentences, chunks = tanya.index.store.counts()
+        documents, sentences, chunks = tanya.counts()
         return {"status": "ok", "documents": documents, "sentences": sentences, "chunks": chunks}
 
     @app.post("/api/ask", tags=["answers"], responses=errors(400, 409, 413, 422, 503), max_body_size=MAX_BODY_BYTES)
     def ask(body: AskRequest) -> dict:
         """The answer with its citations: the same JSON as ``tanya ask --json``."""
-        if len(tanya.index.bm25) == 0:  # in memory; counting the store would scan it per question
+        if tanya.is_empty():
             raise HTTPException(409, "the index is empty: add documents first")
         return tanya.ask(body.question, history=body.history, max_citations=body.k, generate=body.generate,
-                         **body.filters()).to_json()
+                         doc_filter=body.document_filter()).to_json()
 
     @app.post("/api/retrieve", tags=["answers"], responses=errors(400, 413, 422, 503), max_body_size=MAX_BODY_BYTES)
     def retrieve(body: RetrieveRequest) -> dict:
         """Hybrid retrieval only: ranked chunks with exact offsets and their fused, dense and BM25 scores."""
-        with tanya.index.store.snapshot():  # the titles of the very documents retrieved
-            hits = tanya.retrieve(body.query, k=body.k, **body.filters())
-            titles = tanya.index.store.titles({h.doc_id for h in hits}) if hits else {}
-            matching = tanya.matching_documents(**body.filters())
+        with tanya.snapshot():  # the titles of the very documents retrieved
+            doc_filter = body.document_filter()
+            hits = tanya.retrieve(body.query, k=body.k, doc_filter=doc_filter)
+            titles = tanya.titles({h.doc_id for h in hits}) if hits else {}
+            matching = tanya.matching_documents(doc_filter=doc_filter)
         return {"query": body.query, "results": [{**asdict(h), "title": titles[h.doc_id][0]} for h in hits],
                 "filter": matching}
 
@@ -277,12 +280,12 @@ def create_app(tanya: Tanya, api_token: str | None = None) -> FastAPI:
     @app.get("/api/documents/{doc_id}", tags=["documents"], responses=errors(404, 422))
     def document(doc_id: str) -> dict:
         """The whole text and every sentence's offsets (for highlighting a citation)."""
-        with tanya.index.store.snapshot():  # the text and its offsets from one committed state
+        with tanya.snapshot():  # the text and its offsets from one committed state
             doc = tanya.document(doc_id)
             if doc is None:
                 raise HTTPException(404, f"no document with id {doc_id!r}")
             sentences = [{"index": s.idx, "start": s.start, "end": s.end, "chunk": s.chunk}
-                         for s in tanya.index.store.sentences(doc_id)]
+                         for s in tanya.sentences(doc_id)]
         return {"doc_id": doc.doc_id, "title": doc.title, "date": doc.date, "date_inferred": doc.date_inferred,
                 "source": doc.source, "url": doc.url, "text": doc.text, "sentences": sentences}
 

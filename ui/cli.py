@@ -8,9 +8,13 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import index  # noqa: F401  (offline switches first)
 from index.errors import IndexBusy, InputError, StoreInUse, StoreUnavailable
+
+if TYPE_CHECKING:
+    from index.filters import DocumentFilter  # imported where used: it loads llama-index
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
@@ -57,14 +61,16 @@ def _open(args: argparse.Namespace, need_documents: bool = False):
     llm = LLMSettings.resolve(getattr(args, "llm_url", None), getattr(args, "llm_model", None),
                               getattr(args, "llm_timeout", None))
     tanya = Tanya.open(args.home, args.chroma_url, llm=llm)
-    if need_documents and tanya.index.store.counts()[0] == 0:
-        raise InputError(f"the index in {tanya.index.home.root} is empty: run `tanya index PATH` first")
+    if need_documents and tanya.counts()[0] == 0:
+        raise InputError(f"the index in {tanya.home} is empty: run `tanya index PATH` first")
     return tanya
 
 
-def _filters(args: argparse.Namespace) -> dict:
-    """The --since/--until/--source values, as ``Tanya.ask`` and ``Tanya.retrieve`` take them."""
-    return {"since": args.since, "until": args.until, "source": args.source}
+def _filter(args: argparse.Namespace) -> DocumentFilter | None:
+    """The --since/--until/--source values, parsed once (a bad value: InputError, one line)."""
+    from index.filters import DocumentFilter
+
+    return DocumentFilter.parse(args.since, args.until, args.source)
 
 
 def _filter_note(doc_filter: dict | None) -> str:
@@ -102,7 +108,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     docs = read_paths([Path(p) for p in args.paths])  # validate everything before touching the index
     tanya = _open(args)
     report = tanya.add(docs, progress=not args.quiet)
-    docs_n, sentences_n, chunks_n = tanya.index.store.counts()
+    docs_n, sentences_n, chunks_n = tanya.counts()
     print(f"{report.summary()}. Index: {docs_n} documents, {sentences_n} sentences, {chunks_n} chunks.")
     return 0
 
@@ -111,6 +117,15 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from rag.tanya import QuestionError, check_question
 
     tanya = _open(args, need_documents=True)
+    doc_filter = _filter(args)
+
+    def answered(question: str) -> dict:
+        """The answer's JSON; with --trace, what each stage of the pipeline saw and decided under "trace"."""
+        if not args.trace:
+            return tanya.ask(question, doc_filter=doc_filter).to_json()
+        trace = tanya.ask_traced(question, doc_filter=doc_filter)
+        return {**trace.answer.to_json(), "trace": trace.to_json(tanya.params)}
+
     if args.question == "-":
         # One question per stdin line -> one JSON object per stdout line (the batch contract).
         for line in sys.stdin:
@@ -118,17 +133,17 @@ def cmd_ask(args: argparse.Namespace) -> int:
             if not question:
                 continue
             try:
-                row = tanya.ask(question, **_filters(args)).to_json()
+                row = answered(question)
             except QuestionError as exc:
                 row = {"question": question[:200], "error": str(exc), "answer": "", "abstained": True,
                        "citations": []}
             print(json_line(row), flush=True)
         return 0
-    answer = tanya.ask(check_question(args.question), **_filters(args))
-    if args.json:
-        print(json_line(answer.to_json()))
+    question = check_question(args.question)
+    if args.json or args.trace:
+        print(json_line(answered(question)))
     else:
-        _print_answer(answer)
+        _print_answer(tanya.ask(question, doc_filter=doc_filter))
     return 0
 
 
@@ -136,10 +151,11 @@ def cmd_retrieve(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     tanya = _open(args, need_documents=True)
-    with tanya.index.store.snapshot():  # the titles of the very documents retrieved
-        hits = tanya.retrieve(args.query, k=args.k, **_filters(args))
-        titles = tanya.index.store.titles({h.doc_id for h in hits}) if hits else {}
-        matching = tanya.matching_documents(**_filters(args))
+    doc_filter = _filter(args)
+    with tanya.snapshot():  # the titles of the very documents retrieved
+        hits = tanya.retrieve(args.query, k=args.k, doc_filter=doc_filter)
+        titles = tanya.titles({h.doc_id for h in hits}) if hits else {}
+        matching = tanya.matching_documents(doc_filter=doc_filter)
     if matching is not None:
         print(printable(_filter_note(matching), keep_lines=False), file=sys.stderr)
     if args.json:
@@ -208,7 +224,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if not question:
             continue
         try:
-            answer = tanya.ask(question, history=history, **_filters(args))
+            answer = tanya.ask(question, history=history, doc_filter=_filter(args))
         except QuestionError as exc:
             print(f"error: {exc}")
             continue
@@ -258,7 +274,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from eval.runner import evaluate
-    from index.filters import DocumentFilter
     from index.home import DataHome
     from rag.llm import LLMSettings
 
@@ -268,7 +283,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
              gold=Path(args.gold) if args.gold else None, corpus=Path(args.corpus) if args.corpus else None,
              limit=args.limit, command="tanya " + " ".join(sys.argv[1:]) if argv_is_cli() else "tanya eval",
              progress=not args.quiet, baseline=not args.no_baseline,
-             doc_filter=DocumentFilter.parse(args.since, args.until, args.source),
+             doc_filter=_filter(args),
              llm=LLMSettings.resolve(args.llm_url, args.llm_model, args.llm_timeout))
     return 0
 
@@ -346,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
             "and writes JSON lines)")
     p.add_argument("question")
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    p.add_argument("--trace", action="store_true", help="JSON with what each stage of the pipeline saw and "
+                   "decided (candidates, sentences read, the reader's readings, refusal features) under \"trace\"")
     add_filters(p)
     add_llm(p)
     p = add("retrieve", cmd_retrieve, "show the ranked chunks for a query (hybrid retrieval only)")

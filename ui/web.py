@@ -176,14 +176,14 @@ def documents_table(tanya: Tanya, since: str | None = None, until: str | None = 
     docs = tanya.documents()
     doc_filter = DocumentFilter.parse(since, until, sources)
     if doc_filter is not None:
-        allowed = tanya.index.store.allowed_documents(doc_filter)
+        allowed = tanya.allowed_documents(doc_filter)
         docs = [d for d in docs if d.doc_id in allowed]
     docs.sort(key=ORDERS.get(order, ORDERS["id"]))  # type: ignore[arg-type]
     return [[d.doc_id, d.title[:80], d.date or "", d.source or "", d.sentences] for d in docs]
 
 
 def publisher_choices(tanya: Tanya) -> list[tuple[str, str]]:
-    return [(f"{name} ({n})", name) for name, n in tanya.index.store.sources()]
+    return [(f"{name} ({n})", name) for name, n in tanya.sources()]
 
 
 def filter_note(answer: Answer) -> str:
@@ -263,8 +263,9 @@ def build_ui(tanya: Tanya, api_token: str | None = None) -> gr.Blocks:
             """The extractive answer at once; then, with an LLM, its checked sentences as each one passes."""
             messages = messages or []
             try:
-                answer: Answer = tanya.ask(text, history=asked_before(messages), since=since, until=until,
-                                           source=publishers, generate=False)
+                doc_filter = DocumentFilter.parse(since, until, publishers)  # parsed once, here
+                answer: Answer = tanya.ask(text, history=asked_before(messages), doc_filter=doc_filter,
+                                           generate=False)
             except (InputError, StoreUnavailable) as exc:  # StoreUnavailable: e.g. the Chroma server is down
                 messages = [*messages, {"role": "user", "content": bubble(text)},
                             {"role": "assistant", "content": bubble(f"⚠ {exc}")}]
@@ -330,7 +331,7 @@ def build_ui(tanya: Tanya, api_token: str | None = None) -> gr.Blocks:
                 return refused, *refreshed(), None
             try:
                 docs = read_paths([Path(f) for f in files])  # all validated before anything is written
-                report = tanya.index.add(docs, progress=True)
+                report = tanya.add(docs, progress=True)
             except (InputError, IndexBusy, StoreUnavailable) as exc:
                 return f"⚠ {html.escape(str(exc))}", *refreshed(), None
             names = ", ".join(Path(f).name for f in files)
