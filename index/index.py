@@ -61,7 +61,6 @@ EMBED_BATCH_DOCS = 32
 # ~8 minutes of embedding for one document, beyond which it is refused up front (a 5,000,000-character
 # article collection has ~40,000 sentences; 5M characters of "a. " would take hours).
 MAX_DOCUMENT_SENTENCES = 100_000
-FILTER_METADATA = "dates-sources"  # store meta 'vector_metadata' once every chunk vector has index.filters' fields
 
 
 @dataclass
@@ -116,12 +115,9 @@ class Index:
             self.backend = self._embedding_backend()
             if self.store.meta("analyzer") != ANALYZER:
                 self._reanalyse()
-            if self.store.meta("sentence_vectors") == "in chroma":
-                self._move_legacy_sentence_vectors()
             self.bm25 = BM25Index(home.store_path, home.bm25_dir / "snapshot.npz")
-            if (self.store.meta("vector_ids") != "versioned" or self.store.meta("vector_metadata") != FILTER_METADATA
-                    or (finish_interrupted_writes and self.store.pending())):
-                self._try_recover()  # an older home's upgrades, or a killed writer's leftovers
+            if finish_interrupted_writes and self.store.pending():
+                self._try_recover()  # a killed writer's leftovers
         except BaseException:
             self._close_vectors()
             self.store.close()
@@ -137,8 +133,7 @@ class Index:
     def _embedding_backend(self) -> str:
         """The backend that made this index's vectors; a new index takes ``TANYA_EMBEDDER``'s."""
         configured = configured_backend()
-        # An index from before backends were recorded was made by torch.
-        recorded = self.store.set_meta_once("embedder", "torch" if self.store.counts()[0] else configured)
+        recorded = self.store.set_meta_once("embedder", configured)
         if os.environ.get("TANYA_EMBEDDER") and recorded != configured:
             raise InputError(f"the index in {self.home.root} was built with the {recorded} embedder; "
                              f"TANYA_EMBEDDER={configured} would mix two kinds of vectors. Unset it, or "
@@ -278,21 +273,12 @@ class Index:
         """``_recover`` now, unless another process is writing (it recovers first itself)."""
         try:
             with self.writing():
-                self._recover(pending=self._finish_interrupted_writes)
+                self._recover()
         except IndexBusy:
             pass
 
-    def _recover(self, pending: bool = True) -> None:
-        """Finish an older home's upgrade, and remove the vectors a killed writer left for its pending
-        documents (caller holds the lock)."""
-        if self.store.meta("vector_ids") != "versioned":
-            self._version_legacy_vectors()
-        if self.store.meta("vector_metadata") != FILTER_METADATA:
-            self._add_filter_metadata()
-        if pending:
-            self._remove_leftovers_of_pending()
-
-    def _remove_leftovers_of_pending(self) -> None:
+    def _recover(self) -> None:
+        """Remove the vectors a killed writer left for its pending documents (caller holds the lock)."""
         pending = self.store.pending()
         if pending:
             removed = self.vectors.remove_leftovers(pending, self.store.versions(pending))
@@ -301,8 +287,8 @@ class Index:
                   "vectors removed", file=sys.stderr)
 
     def _reanalyse(self) -> None:
-        """Chunk terms from an older analysis (or none, from before they were kept): analyse every
-        chunk again. Another writer at work will find the same and do it when it has finished."""
+        """Chunk terms from another analysis (index/lexical.py ANALYZER changed): analyse every chunk
+        again. Another writer at work will find the same and do it when it has finished."""
         try:
             with self.writing():
                 if self.store.meta("analyzer") != ANALYZER:
@@ -310,72 +296,6 @@ class Index:
                     shutil.rmtree(self.home.bm25_dir, ignore_errors=True)  # a snapshot of the old terms
         except IndexBusy:
             pass
-
-    def _move_legacy_sentence_vectors(self) -> None:
-        """An older home kept sentence vectors in Chroma: move them into the store (once, by whichever
-        process gets the writer's lock first). A document still lacking some is embedded again by
-        the next ``tanya index`` of it."""
-        try:
-            with self.writing():
-                for batch in self.vectors.take_legacy_sentence_vectors():
-                    self.store.set_sentence_vectors(batch)
-                self.store.forget_hashes_of_incomplete()
-        except IndexBusy:
-            pass
-
-    def _version_legacy_vectors(self) -> None:
-        """An older home's chunk vectors carry no version: give each the version its document has in
-        the store, once (the caller holds the writer's lock). Every step can be repeated, so a killed
-        upgrade is finished by the next writer or open. A vector whose text is not the stored chunk's (an
-        older writer killed between Chroma and the store) is dropped and its document marked for
-        re-embedding; vectors of documents the store does not hold are dropped from embedded Chroma
-        (a Chroma server might hold another home's: those are left alone)."""
-        legacy = self.vectors.unversioned_ids()
-        bar = tqdm(total=len(legacy), unit="vector", desc="giving the index's vectors versions (once)",
-                   disable=len(legacy) < 5000, file=sys.stderr, dynamic_ncols=True)
-        for start in range(0, len(legacy), 1000):
-            batch = self.vectors.stored(legacy[start : start + 1000])
-            bar.update(len(batch))
-            live = self.store.versions({str(meta["doc_id"]) for _, meta, _, _ in batch})
-            about = self.store.titles(set(live))
-            keep, drop, redo = [], [], set()
-            for vid, meta, text, vec in batch:
-                doc_id, begin, end = str(meta["doc_id"]), int(meta["start"]), int(meta["end"])
-                if doc_id not in live:
-                    if not self.home.chroma_url:
-                        drop.append(vid)
-                    continue
-                drop.append(vid)
-                if self.store.text(doc_id)[begin:end] != text:
-                    redo.add(doc_id)
-                    continue
-                _, date, source, _ = about[doc_id]
-                keep.append(vector_node(doc_id, int(meta["chunk"]), live[doc_id], text, vec, start=begin, end=end,
-                                        **filter_fields(date, source)))
-            self.vectors.add(keep)
-            self.store.forget_hashes(sorted(redo))
-            self.vectors.delete_ids(drop)
-        bar.close()
-        self.store.set_meta("vector_ids", "versioned")
-
-    def _add_filter_metadata(self) -> None:
-        """An older home's chunk vectors lack the date and publisher that filters read (index/filters.py):
-        add them from the store, once (the caller holds the writer's lock; repeating it is harmless). A
-        vector of a version the store does not hold is a leftover and is left as it is."""
-        lacking = self.vectors.without_filter_metadata()
-        live = self.store.versions({str(meta["doc_id"]) for _, meta in lacking})
-        about = self.store.titles(set(live)) if live else {}
-        ids, metadatas = [], []
-        for vid, meta in lacking:
-            doc_id = str(meta["doc_id"])
-            if doc_id in live and meta.get("version") == live[doc_id]:
-                _, date, source, _ = about[doc_id]
-                ids.append(vid)
-                metadatas.append({**meta, **filter_fields(date, source)})
-        if len(ids) >= 5000:
-            print(f"adding dates and publishers to {len(ids):,} chunk vectors (once)", file=sys.stderr)
-        self.vectors.set_metadata(ids, metadatas)
-        self.store.set_meta("vector_metadata", FILTER_METADATA)
 
     def check(self) -> CheckReport:
         """Verify that the store, Chroma and BM25 agree: every stored chunk has exactly one vector of its

@@ -21,6 +21,7 @@ from typing import cast
 import numpy as np
 
 from index.documents import Document
+from index.errors import InputError
 from index.filters import DocumentFilter, filter_fields
 from index.sentences import Chunk, Span
 
@@ -51,6 +52,15 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 -- A row left behind means a writer was killed; the next writer removes the vectors it left.
 CREATE TABLE IF NOT EXISTS pending (doc_id TEXT PRIMARY KEY);
 """
+
+# What this code writes. A store that holds documents in another layout came from a development version
+# before this row existed (the layout changed several times before the first release): it is refused with
+# what to do, never migrated in place or touched. Bump it, and refuse or convert the previous one in
+# ``_check_layout``, when the tables or what Chroma keeps change.
+LAYOUT = "2026-12"
+# What a store written by the last development version's code looked like (besides these columns: the
+# meta rows its now-removed upgrade steps left once finished); such a store is in this layout.
+_FINISHED_UPGRADES = {"vector_ids": "versioned", "vector_metadata": "dates-sources"}
 
 VERSION_CHARS = 16  # a document's vector version: the first characters of its content hash
 
@@ -117,24 +127,11 @@ class DocumentStore:
         self._writer.execute("PRAGMA foreign_keys=ON")
         self._writer.execute("PRAGMA busy_timeout=30000")  # another process's commit in progress
         self._writer.executescript(_SCHEMA)
-        columns = {row[1] for row in self._writer.execute("PRAGMA table_info(sentences)")}
-        if "vector" not in columns:  # a store from before sentence vectors moved here: mark it, so
-            # opening a store never has to scan every sentence to find out
-            self._writer.execute("ALTER TABLE sentences ADD COLUMN vector BLOB")
-            self._writer.execute("INSERT OR REPLACE INTO meta VALUES ('sentence_vectors', 'in chroma')")
-        columns = {row[1] for row in self._writer.execute("PRAGMA table_info(documents)")}
-        if "url" not in columns:  # a store from before saved pages
-            self._writer.execute("ALTER TABLE documents ADD COLUMN url TEXT")
-        if "date_inferred" not in columns:  # a store from before inferred dates
-            self._writer.execute("ALTER TABLE documents ADD COLUMN date_inferred INTEGER NOT NULL DEFAULT 0")
-        if "source_key" not in columns:  # a store from before filters: the fields from each date and source
-            with self._transaction():
-                for column in ("source_key TEXT", "published_from INTEGER", "published_to INTEGER"):
-                    self._writer.execute(f"ALTER TABLE documents ADD COLUMN {column}")
-                rows = self._writer.execute("SELECT doc_id, date, source FROM documents").fetchall()
-                self._writer.executemany(
-                    "UPDATE documents SET source_key = ?, published_from = ?, published_to = ? WHERE doc_id = ?",
-                    [(*_filter_columns(date, source), doc_id) for doc_id, date, source in rows])
+        try:
+            self._check_layout()
+        except InputError:
+            self._writer.close()
+            raise
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -240,14 +237,25 @@ class DocumentStore:
         return out
 
     def meta(self, key: str) -> str | None:
-        """Facts about the whole index: 'analyzer' (what made the chunk terms), 'embedder' (the
-        backend that made the vectors), 'sentence_vectors' (present while an older home's vectors are still
-        in Chroma), 'vector_ids' ('versioned' once every chunk vector's id carries its version)."""
+        """Facts about the whole index: 'layout' (LAYOUT), 'analyzer' (what made the chunk terms),
+        'embedder' (the backend that made the vectors)."""
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
-    def set_meta(self, key: str, value: str) -> None:
-        self._writer.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+    def _check_layout(self) -> None:
+        """Stamp a new store with LAYOUT; refuse one of another layout (see LAYOUT)."""
+        meta = dict(self._writer.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("layout") == LAYOUT:
+            return
+        columns = {row[1] for row in self._writer.execute("PRAGMA table_info(documents)")}
+        empty = self._writer.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == 0
+        current = ("layout" not in meta and "published_to" in columns and "sentence_vectors" not in meta
+                   and all(meta.get(k) == v for k, v in _FINISHED_UPGRADES.items()))
+        if not (empty and "layout" not in meta) and not current:
+            raise InputError(f"the index in {self._path.parent} was written by a development version of Tanya "
+                             f"(layout {meta.get('layout', 'before 2026-12')}; this one reads {LAYOUT}): index "
+                             "your documents again into a new home (TANYA_HOME or --home); this one is left as it is")
+        self._writer.execute("INSERT OR REPLACE INTO meta VALUES ('layout', ?)", (LAYOUT,))
 
     def set_meta_once(self, key: str, value: str) -> str:
         """Record ``value`` unless the key already has one; returns the value that holds."""
@@ -370,27 +378,6 @@ class DocumentStore:
 
     def sentences_without_vectors(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM sentences WHERE vector IS NULL").fetchone()[0])
-
-    def set_sentence_vectors(self, rows: list[tuple[str, int, np.ndarray]]) -> None:
-        with self._transaction():
-            self._writer.executemany("UPDATE sentences SET vector = ? WHERE doc_id = ? AND idx = ?",
-                                 [(_blob(vec), doc_id, idx) for doc_id, idx, vec in rows])
-
-    def forget_hashes(self, doc_ids: list[str]) -> None:
-        """Make the next ``tanya index`` of these documents embed them again: still the same vector
-        version (the hash's first characters), but no longer what a re-read file hashes to."""
-        with self._transaction():
-            self._writer.executemany("UPDATE documents SET content_hash = content_hash || ' re-embed' "
-                                     "WHERE doc_id = ? AND content_hash NOT LIKE '% re-embed'",
-                                     [(i,) for i in doc_ids])
-
-    def forget_hashes_of_incomplete(self) -> list[str]:
-        """Documents with a sentence lacking its vector are embedded again by the next ``tanya index``
-        of them; the move from Chroma is then over. Returns their ids."""
-        ids = [r[0] for r in self._writer.execute("SELECT DISTINCT doc_id FROM sentences WHERE vector IS NULL")]
-        self.forget_hashes(ids)
-        self._writer.execute("DELETE FROM meta WHERE key = 'sentence_vectors'")
-        return ids
 
     def chunk_span(self, doc_id: str, chunk: int) -> tuple[int, int]:
         row = self._db.execute('SELECT start, "end" FROM chunks WHERE doc_id = ? AND idx = ?',

@@ -6,8 +6,7 @@ carries its document's version (``doc#c3@<version>``, index/store.py ``version_o
 vectors are added beside the old ones and the old are removed only after the store commits the new
 version: a killed writer never leaves a document without vectors, and retrieval only takes vectors whose
 version the store holds. Sentence
-vectors live in the document store (index/store.py says why); homes from before keep them in a
-``tanya_sentences`` collection until ``take_legacy_sentence_vectors`` moves them.
+vectors live in the document store (index/store.py says why).
 """
 
 from __future__ import annotations
@@ -38,7 +37,6 @@ from index.errors import StoreInUse, StoreUnavailable
 from index.home import DataHome
 
 CHUNKS = "tanya_chunks"
-SENTENCES = "tanya_sentences"
 
 
 @contextmanager
@@ -176,32 +174,6 @@ class VectorCollections:
         self.delete_ids(stale)
         return len(stale)
 
-    def unversioned_ids(self) -> list[str]:
-        """Ids of the vectors an older home wrote without a version (``doc#c3``)."""
-        with reachable():
-            return [i for i in self.chunk_collection.get(include=[])["ids"] if "@" not in i]
-
-    def stored(self, ids: list[str]) -> list[tuple[str, dict, str, np.ndarray]]:
-        """(id, metadata, text, vector) of these vectors."""
-        with reachable():
-            found = self.chunk_collection.get(ids=ids, include=["embeddings", "metadatas", "documents"])
-        return [(i, dict(m), text, np.asarray(e, dtype=np.float32))
-                for i, m, text, e in zip(found["ids"], found["metadatas"] or [], found["documents"] or [],
-                                         found["embeddings"], strict=True)]  # type: ignore[arg-type]
-
-    def take_legacy_sentence_vectors(self, batch: int = 5000) -> Iterator[list[tuple[str, int, np.ndarray]]]:
-        """Batches of (doc_id, sentence idx, vector) from an older home's sentence collection, which is
-        deleted once all were yielded (the caller stores each batch before asking for the next)."""
-        with reachable():
-            if SENTENCES not in {c.name for c in self.client.list_collections()}:
-                return
-            legacy = self.client.get_collection(SENTENCES, embedding_function=None)
-            for offset in range(0, legacy.count(), batch):
-                found = legacy.get(include=["embeddings", "metadatas"], limit=batch, offset=offset)
-                yield [(str(m["doc_id"]), int(m["sentence"]), np.asarray(e, dtype=np.float32))  # type: ignore[arg-type]
-                       for m, e in zip(found["metadatas"] or [], found["embeddings"], strict=True)]  # type: ignore[arg-type]
-            self.client.delete_collection(SENTENCES)
-
     def query_chunks(self, embedding: np.ndarray, k: int,
                      filters: MetadataFilters | None = None) -> list[tuple[str, int, str | None, float]]:
         """(doc_id, chunk, version, cosine) of the ``k`` nearest chunk vectors (among those ``filters``
@@ -219,23 +191,6 @@ class VectorCollections:
         # Cosine space: distance = 1 - cosine.
         return [(*parse_vector_id(i), 1.0 - float(d))
                 for i, d in zip(found["ids"][0], (found["distances"] or [[]])[0], strict=True)]
-
-    def without_filter_metadata(self, page: int = 5000) -> list[tuple[str, dict]]:
-        """(id, metadata) of every vector an older home wrote without ``index.filters.filter_fields``."""
-        out: list[tuple[str, dict]] = []
-        with reachable():
-            for offset in range(0, self.chunk_collection.count(), page):
-                found = self.chunk_collection.get(include=["metadatas"], limit=page, offset=offset)
-                out.extend((i, dict(m)) for i, m in zip(found["ids"], found["metadatas"] or [], strict=True)
-                           if "source_key" not in m)
-        return out
-
-    def set_metadata(self, ids: list[str], metadatas: list[dict]) -> None:
-        """Replace these vectors' metadata (each dict whole), leaving their embeddings as they are."""
-        with reachable():
-            for i in range(0, len(ids), self.max_batch):
-                self.chunk_collection.update(ids=ids[i : i + self.max_batch],
-                                             metadatas=metadatas[i : i + self.max_batch])  # type: ignore[arg-type]
 
     def chunk_vectors(self, ids: list[str]) -> dict[str, np.ndarray]:
         return _stored_vectors(self.chunk_collection, ids)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from index.onnx_embedder import model_runs
-from rag.reader_input import Window, batch_arrays, passage_windows, question_ids
+from rag.reader_input import Window, as_tokenized, batch_arrays, passage_windows, question_ids
 from rag.reader_model import composed_graph
 
 MAX_ANSWER_TOKENS = 30
@@ -56,12 +56,11 @@ class Reader:
         self._tokenizer: Any = shared_tokenizer(model_dir)  # the embedder's copy (~280 MB each)
 
     def read(self, question: str, passages: list[str]) -> list[Reading | None]:
-        """One reading per passage (None for a passage with no text): its best window's."""
+        """One reading per passage (None for a passage with nothing to read): its best window's."""
         q_ids = question_ids(self._tokenizer, question)
         windows: list[tuple[int, Window]] = []
         for i, passage in enumerate(passages):
-            if passage.strip():
-                windows.extend((i, w) for w in passage_windows(self._tokenizer, q_ids, passage))
+            windows.extend((i, w) for w in passage_windows(self._tokenizer, q_ids, passage) if w.offsets)
         best: list[Reading | None] = [None] * len(passages)
         order = sorted(range(len(windows)), key=lambda j: len(windows[j][1].ids))
         for start in range(0, len(order), BATCH):
@@ -87,11 +86,15 @@ def decode(window: Window, starts: np.ndarray, ends: np.ndarray, answerable: flo
         for j in np.argsort(-e_logits)[:TOP_POSITIONS]:
             if i <= j < i + MAX_ANSWER_TOKENS and s_logits[i] + e_logits[j] > best[0]:
                 best = (float(s_logits[i] + e_logits[j]), int(i), int(j))
+    if best[0] == -np.inf:  # every top end lies before every top start: the best single token
+        k = int(np.argmax(s_logits + e_logits))
+        best = (float(s_logits[k] + e_logits[k]), k, k)
     score, i, j = best
     char_start, char_end = window.offsets[i][0], window.offsets[j][1]
-    while char_start < char_end and passage[char_start].isspace():
+    text = as_tokenized(passage)  # control characters count as the spaces the tokenizer saw
+    while char_start < char_end and text[char_start].isspace():
         char_start += 1
-    while char_end > char_start and passage[char_end - 1].isspace():
+    while char_end > char_start and text[char_end - 1].isspace():
         char_end -= 1
     return Reading(answerable, score, float(starts[0] + ends[0]), char_start, char_end)
 

@@ -8,6 +8,7 @@ token span maps back to exact characters of the passage (and from there of the d
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,10 @@ MAX_QUESTION_TOKENS = 48
 WINDOW_OVERLAP = 64  # tokens two consecutive windows of one long passage share
 QUESTION_PROMPT = "query: "  # e5's own prompt for questions
 BOS, EOS, PAD = 0, 2, 1  # XLM-R's special ids (the provisioned tokenizer.json)
+# The tokenizer deletes control characters, and its offsets then shift left by those deleted before a
+# token ("\x12Budi hadir": "hadir" mapped to "i hadi"). Read as spaces they keep every offset exact.
+_CONTROLS_AS_SPACES = str.maketrans({c: " " for c in map(chr, range(0xA0))
+                                     if unicodedata.category(c) == "Cc" and not c.isspace()})
 
 
 @dataclass
@@ -31,6 +36,24 @@ class Window:
     end_char: int
 
 
+def as_tokenized(passage: str) -> str:
+    """The passage as the tokenizer gets it: of the same length, so its offsets are the passage's."""
+    return passage.translate(_CONTROLS_AS_SPACES)
+
+
+def with_combining_marks(passage: str, offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Token offsets that take in the combining marks after them ("Jose\u0301"): the tokenizer composes
+    a letter and its marks into one character whose offsets stop before the marks, which a span ending
+    there would drop. A mark the next token covers stays that token's."""
+    out = []
+    for k, (start, end) in enumerate(offsets):
+        limit = offsets[k + 1][0] if k + 1 < len(offsets) else len(passage)
+        while end < limit and unicodedata.combining(passage[end]):
+            end += 1
+        out.append((start, end))
+    return out
+
+
 def question_ids(tokenizer: Any, question: str) -> list[int]:
     ids = tokenizer.encode(QUESTION_PROMPT + question, add_special_tokens=False).ids
     return list(ids[:MAX_QUESTION_TOKENS])
@@ -38,9 +61,10 @@ def question_ids(tokenizer: Any, question: str) -> list[int]:
 
 def passage_windows(tokenizer: Any, q_ids: list[int], passage: str, max_tokens: int = MAX_TOKENS,
                     overlap: int = WINDOW_OVERLAP) -> list[Window]:
-    """The passage in windows of at most ``max_tokens`` model tokens with the question in front."""
-    encoded = tokenizer.encode(passage, add_special_tokens=False)
-    ids, offsets = list(encoded.ids), [tuple(o) for o in encoded.offsets]
+    """The passage in windows of at most ``max_tokens`` model tokens with the question in front (one
+    window without passage tokens when the passage holds none, e.g. only control characters)."""
+    encoded = tokenizer.encode(as_tokenized(passage), add_special_tokens=False)
+    ids, offsets = list(encoded.ids), with_combining_marks(passage, [tuple(o) for o in encoded.offsets])
     room = max_tokens - len(q_ids) - 4
     first = len(q_ids) + 3  # <s> question </s> </s>
     windows = []

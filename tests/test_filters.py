@@ -1,11 +1,10 @@
 """Date and publisher filters (index/filters.py): applied inside retrieval (Chroma's ``where`` and BM25's
-restriction), the same through the Python API, the CLI and HTTP, and added to an older home's vectors."""
+restriction), the same through the Python API, the CLI and HTTP."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -190,39 +189,6 @@ def test_a_bad_filter_value_on_the_command_line_is_one_line_and_exit_1(cli_home:
         assert result.stderr.startswith("tanya: error: '") and "is not a date" in result.stderr
     result = run_cli("ask", "Siapa?", "--source", "detik.com", home=cli_home)
     assert result.returncode == 0 and "Tidak ada dokumen di korpus yang cocok" in result.stdout
-
-
-def test_an_older_homes_vectors_and_documents_get_the_fields_filters_read(tmp_path: Path, model_dir: Path) -> None:
-    """A home from before filters: its documents lack the filter columns and its chunk vectors the metadata.
-    Opening it adds both, once; filtered questions then find its documents."""
-    import chromadb
-
-    from index.vectors import CHUNKS
-    from rag.tanya import Tanya
-
-    home = tmp_path / "home"
-    tanya = Tanya.open(home)
-    tanya.add(flood_documents()[-3:])
-    tanya.close()
-    with sqlite3.connect(home / "documents.sqlite3") as db:  # as an older Tanya left it
-        for column in ("source_key", "published_from", "published_to"):
-            db.execute(f"ALTER TABLE documents DROP COLUMN {column}")
-        db.execute("DELETE FROM meta WHERE key = 'vector_metadata'")
-    client = chromadb.PersistentClient(path=str(home / "chroma"))
-    chunks = client.get_collection(CHUNKS, embedding_function=None)
-    ids = chunks.get(include=[])["ids"]
-    chunks.update(ids=ids, metadatas=[{"source_key": None, "published_from": None, "published_to": None}] * len(ids))
-    assert all("source_key" not in m for m in chunks.get(include=["metadatas"])["metadatas"])
-    client.close()  # type: ignore[attr-defined]
-
-    tanya = Tanya.open(home)
-    try:
-        assert [h.doc_id for h in tanya.retrieve(FLOOD, since="2017")] == ["harian-b-01"]
-        assert [h.doc_id for h in tanya.retrieve(FLOOD, source="harian-a.id")] == ["harian-a-59"]
-        assert tanya.index.store.meta("vector_metadata") == "dates-sources"
-        assert not tanya.index.check().problems
-    finally:
-        tanya.close()
 
 
 def test_eval_under_a_filter_scores_questions_whose_documents_it_leaves_out_as_not_in_the_corpus(

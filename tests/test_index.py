@@ -145,48 +145,56 @@ def test_lone_surrogates_in_jsonl_are_rejected(home: Path, tmp_path: Path) -> No
         read_paths([bad])
 
 
-def test_a_home_keeping_sentence_vectors_in_chroma_is_moved_without_loss(seed_home: Path, tmp_path: Path) -> None:
-    """Homes from before sentence vectors moved to the store kept them in a Chroma collection and the
-    store had no vector column; their chunk vectors had no version. Opening one moves the sentence
-    vectors over and versions the chunk vectors, and answers do not change."""
+def test_a_store_of_an_older_layout_is_refused_and_left_as_it_is(seed_home: Path, tmp_path: Path) -> None:
+    """Development versions before the 'layout' row changed the tables several times; such a home is
+    refused with what to do (never migrated, never touched), through the Python API and the CLI."""
     import sqlite3
-
-    import chromadb
-    import numpy as np
-
-    from index.vectors import SENTENCES
 
     old = tmp_path / "old-home"
     shutil.copytree(seed_home, old)
-    question = "Siapa juru bicara Central Command AS?"
-    expected = Tanya.open(old).ask(question).to_json()
-    # Rebuild the old layout: vectors into a `tanya_sentences` collection, the column gone.
-    db = sqlite3.connect(old / "documents.sqlite3")
-    rows = db.execute("SELECT doc_id, idx, vector FROM sentences").fetchall()
-    client = chromadb.PersistentClient(path=str(old / "chroma"))
-    legacy = client.create_collection(SENTENCES, metadata={"hnsw:space": "cosine"}, embedding_function=None)
-    legacy.add(ids=[f"{d}#s{i}" for d, i, _ in rows], metadatas=[{"doc_id": d, "sentence": i} for d, i, _ in rows],
-               embeddings=[np.frombuffer(v, dtype=np.float16).astype(np.float32).tolist() for _, _, v in rows])
-    chunks = client.get_collection("tanya_chunks")
-    found = chunks.get(include=["embeddings", "metadatas", "documents"])
-    chunks.delete(ids=found["ids"])
-    chunks.add(ids=[i.split("@")[0] for i in found["ids"]], embeddings=found["embeddings"],
-               documents=found["documents"],
-               metadatas=[{k: v for k, v in m.items() if k != "version"} for m in found["metadatas"]])
-    # ... and a vector an older writer left for a document it never stored: dropped by the upgrade.
-    chunks.add(ids=["hantu#c0"], embeddings=[found["embeddings"][0]], documents=["Dokumen hantu."],
-               metadatas=[{**found["metadatas"][0], "doc_id": "hantu"}])
-    del client
-    db.execute("DELETE FROM meta WHERE key = 'vector_ids'")
-    db.execute("ALTER TABLE sentences DROP COLUMN vector")
-    db.commit()
+    db = sqlite3.connect(old / "documents.sqlite3")  # as a version from before filters left it
+    with db:
+        db.execute("DELETE FROM meta WHERE key IN ('layout', 'vector_metadata')")
+        for column in ("source_key", "published_from", "published_to"):
+            db.execute(f"ALTER TABLE documents DROP COLUMN {column}")
     db.close()
+    before = {p: p.read_bytes() for p in sorted(old.rglob("*")) if p.is_file()}
+    with pytest.raises(InputError, match=r"written by a development version of Tanya .* index your documents "
+                                         r"again into a new home"):
+        Tanya.open(old)
+    result = run_cli("ask", "Siapa juru bicara Departemen Luar Negeri AS?", home=old)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert "development version" in result.stderr
+    after = {p: p.read_bytes() for p in sorted(old.rglob("*")) if p.is_file()}
+    assert sorted(after) == sorted(before)
+    assert [p for p in before if before[p] != after[p]] == []
 
-    tanya = Tanya.open(old)
-    assert tanya.index.store.sentences_without_vectors() == 0
-    assert SENTENCES not in {c.name for c in tanya.index.vectors.client.list_collections()}
-    assert_consistent(tanya.index)
-    assert tanya.ask(question).to_json() == expected
+
+def test_a_store_from_just_before_the_layout_row_opens_as_it_is(seed_home: Path, tmp_path: Path) -> None:
+    """The last development version wrote today's tables without the row: it opens, gets the row, and
+    answers as before."""
+    import sqlite3
+
+    from index.store import LAYOUT
+
+    home = tmp_path / "home"
+    shutil.copytree(seed_home, home)
+    question = "Siapa juru bicara Central Command AS?"
+    tanya = Tanya.open(home)
+    expected = tanya.ask(question).to_json()
+    tanya.close()
+    db = sqlite3.connect(home / "documents.sqlite3")
+    with db:
+        db.execute("DELETE FROM meta WHERE key = 'layout'")
+        db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                       [("vector_ids", "versioned"), ("vector_metadata", "dates-sources")])
+    db.close()
+    tanya = Tanya.open(home)
+    try:
+        assert tanya.index.store.meta("layout") == LAYOUT
+        assert tanya.ask(question).to_json() == expected
+    finally:
+        tanya.close()
 
 
 def test_a_byte_order_mark_is_not_part_of_the_text(tmp_path: Path) -> None:
