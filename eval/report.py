@@ -261,7 +261,7 @@ def write_report(out_dir: Path, runs_by_set: dict[str, list[QuestionRun]], summa
     generation_header, generation_table = generation_rows(summaries)
     if generation_table:
         lines += ["## Generated answers", "", "The LLM's answer over the cited sentences, each of its sentences "
-                  "checked against them (rag/generated.py). *Fell back*: nothing passed the check, or the "
+                  "checked against them (rag/generation/check.py). *Fell back*: nothing passed the check, or the "
                   "endpoint failed, so the extractive answer is shown. *Generated correct*: as *correct*, with "
                   "the shown text (generated, or the extractive one after a fall-back) holding the gold answer.",
                   "", markdown_table(generation_header, generation_table), ""]

@@ -22,7 +22,7 @@ from eval.suite import (
 from index.errors import InputError
 from index.filters import DocumentFilter
 from index.home import DataHome
-from rag.llm import LLMClient, LLMSettings
+from rag.generation.client import LLMClient, LLMSettings
 from rag.params import Params
 from rag.tanya import Tanya
 

@@ -4,7 +4,7 @@ multilingual-e5-small as a SQuAD-2.0-style cross-encoder: over ``<s> query: Q </
 predicts the answer's start and end token (position 0, ``<s>``, when the window holds no answer) and an
 "answerable" logit from ``<s>``'s hidden state. The word embeddings (96M of the model's 118M parameters)
 and the lowest ``FROZEN_LAYERS`` layers stay as provisioned, so only the upper layers and the heads are
-trained and shipped (``rag/reader/``, fp16; rag/reader_model.py composes them with the provisioned e5).
+trained and shipped (``rag/reader/``, fp16; rag/reader/model.py composes them with the provisioned e5).
 
 CPU plan (2 cores): one pass over the examples in length-bucketed batches, a checkpoint every
 ``--checkpoint-every`` steps (``--resume`` continues from the last one), a loss log for the curve in
@@ -31,8 +31,8 @@ from eval.reader_data import (
     training_examples,
 )
 from index.sentences import split_sentences
-from rag.reader_input import MAX_TOKENS, PAD, passage_windows, question_ids, token_span
-from rag.reader_model import FROZEN_LAYERS, build_model, trainable
+from rag.reader.inputs import MAX_TOKENS, PAD, passage_windows, question_ids, token_span
+from rag.reader.model import FROZEN_LAYERS, build_model, trainable
 
 RUN_DIR = Path(".cache/reader/run")
 EXAMPLES = Path(".cache/reader/train.jsonl")
@@ -278,7 +278,7 @@ def train(args: argparse.Namespace) -> Path:
 
 
 def initial_weights(path: Path) -> dict:
-    """Trained tensors to start from: a run's checkpoint.pt, or shipped weights (rag/reader/weights.safetensors,
+    """Trained tensors to start from: a run's checkpoint.pt, or shipped weights (rag/reader/weights/weights.safetensors,
     fp16, widened back to fp32), so a later stage can start from what the repo carries."""
     import torch
 

@@ -60,9 +60,9 @@ model_runs = threading.Lock()
 
 
 def session_options(threads: int | None = None, arena: bool = True):  # -> onnxruntime.SessionOptions
-    """How Tanya runs its int8 graphs (this embedder, rag/reader.py's reader): one thread per core, one
+    """How Tanya runs its int8 graphs (this embedder, rag/reader/inference.py's reader): one thread per core, one
     operator at a time. ``arena=False`` for a graph whose inputs change shape with every call (the
-    reader): onnxruntime's arena keeps its largest blocks for good (see rag/reader.py)."""
+    reader): onnxruntime's arena keeps its largest blocks for good (see rag/reader/inference.py)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()

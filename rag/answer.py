@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from index.filters import DocumentFilter
-from rag.generated import Generated
+from rag.generation.check import Generated
 
 REFUSAL_ID = "Maaf, jawabannya tidak ditemukan di korpus."
 REFUSAL_EN = "Sorry, the answer was not found in the corpus."
@@ -50,7 +50,7 @@ class Answer:
     # The filter the question was asked under, with how many documents it allows
     # (index/filters.py ``DocumentFilter.to_json``); None without one.
     filter: dict | None = None
-    # The LLM's answer over the citations, checked sentence by sentence (rag/generated.py); None when no
+    # The LLM's answer over the citations, checked sentence by sentence (rag/generation/check.py); None when no
     # LLM is configured or the answer is a refusal.
     generated: Generated | None = None
 

@@ -21,9 +21,9 @@ import numpy as np
 from index.index import Index
 from index.lexical import content_terms, tokenize
 from index.store import SentenceRef
-from rag.answer_types import offers_answer, question_type
 from rag.params import ScoringParams
-from rag.reader import Reader, Reading
+from rag.question_types import offers_answer, question_type
+from rag.reader.inference import Reader, Reading
 from rag.retriever import Candidates, minmax
 
 

@@ -29,7 +29,7 @@ class ScoringParams:
     refusal_weights: list[float] = field(default_factory=lambda: [0.0] * 8)
     refusal_bias: float = 1.0
     refusal_threshold: float = 0.5
-    # The reader (rag/reader.py): how many of the best sentences it reads, how much the retrieval
+    # The reader (rag/reader/inference.py): how many of the best sentences it reads, how much the retrieval
     # score adds to its answerable logit when picking the sentence to cite, and its refusal model over
     # rag.evidence.reader_features (fitted by eval/calibrate_reader.py).
     reader_sentences: int = 5

@@ -34,7 +34,7 @@ from rag.evidence import (
     sentences_to_read,
 )
 from rag.params import Params
-from rag.reader import Reader
+from rag.reader.inference import Reader
 from rag.retriever import Candidates, Scope, collect_candidates
 
 TRACED_CHUNKS = 10  # candidates a trace's JSON lists (the trace itself keeps them all)

@@ -19,12 +19,12 @@ from index.lexical import language, tokenize, words
 from index.store import DocumentInfo, SentenceRef
 from rag.answer import Answer, no_documents_answer
 from rag.background import background_vectors
-from rag.generated import Generation
-from rag.llm import LLMClient, LLMSettings
+from rag.generation.check import Generation
+from rag.generation.client import LLMClient, LLMSettings
 from rag.params import Params
 from rag.pipeline import Pipeline, Trace
-from rag.reader import Reader, load_reader
-from rag.reader_model import compose_in_subprocess, is_composed
+from rag.reader.inference import Reader, load_reader
+from rag.reader.model import compose_in_subprocess, is_composed
 from rag.retriever import Candidates, RetrievedChunk, Scope, TanyaRetriever, collect_candidates, rank_chunks
 
 MAX_QUESTION_CHARS = 2000
@@ -214,7 +214,7 @@ class Tanya:
         return Pipeline(self.index, self.params, self.reader)
 
     def generation(self, answer: Answer) -> Generation | None:
-        """The LLM's answer over ``answer``'s citations, checked as it arrives (rag/generated.py); None
+        """The LLM's answer over ``answer``'s citations, checked as it arrives (rag/generation/check.py); None
         without an LLM or for a refusal, which has nothing to ground an answer on."""
         if self.llm is None or answer.abstained or not answer.citations:
             return None

@@ -34,7 +34,7 @@ def cached_model(target: Path) -> Path:
     its manifest still matches every file it lists (files added later, such as an LLM, are not listed)."""
     from index.model import provision
     from index.onnx_embedder import export_int8
-    from rag.reader_model import compose
+    from rag.reader.model import compose
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(str(target) + ".lock", "w") as lock:

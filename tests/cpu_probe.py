@@ -20,7 +20,7 @@ import index  # noqa: F401  (offline switches before anything heavy)
 from index.embedder import PASSAGE_PROMPT, QUERY_PROMPT
 from index.onnx_embedder import OnnxE5Embedding
 from index.sentences import split_sentences
-from rag.reader import Reader
+from rag.reader.inference import Reader
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = 6  # answerable seed questions, both languages: ~2.5 min on an emulated CPU

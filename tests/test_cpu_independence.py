@@ -111,7 +111,7 @@ def int8_weights(graph: Path) -> dict[str, np.ndarray]:
 def test_no_int8_sum_can_saturate_on_an_avx2_cpu(model_dir: Path) -> None:
     """Every int8 weight of both graphs lies in [-64, 64]: u8 255 * 64 * 2 = 32,640 fits an int16."""
     from index.onnx_embedder import onnx_path
-    from rag.reader_model import graph_path
+    from rag.reader.model import graph_path
 
     for graph in (onnx_path(model_dir), graph_path(model_dir)):
         weights = int8_weights(graph)

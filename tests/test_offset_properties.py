@@ -25,8 +25,8 @@ from index.store import SentenceRef
 from rag.evidence import SentenceEvidence
 from rag.params import Params
 from rag.pipeline import Pipeline
-from rag.reader import MAX_ANSWER_TOKENS, Reader, Reading, decode
-from rag.reader_input import (
+from rag.reader.inference import MAX_ANSWER_TOKENS, Reader, Reading, decode
+from rag.reader.inputs import (
     BOS,
     EOS,
     MAX_TOKENS,

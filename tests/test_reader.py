@@ -15,7 +15,7 @@ import pytest
 
 from eval.gold import GoldQuestion
 from eval.suite import EvalSet, run_set, summarize
-from rag.reader_model import SHIPPED, WEIGHTS_FILE, ReaderUnavailable, check_shipped
+from rag.reader.model import SHIPPED, WEIGHTS_FILE, ReaderUnavailable, check_shipped
 from rag.tanya import Tanya
 from tests.helpers import REPO, THOMAS_DOC, run_cli
 
@@ -147,7 +147,7 @@ def test_the_ranking_stage_trains_on_candidate_groups_from_the_shipped_weights(t
     """Two steps of the ranking stage over candidate groups, starting from rag/reader's fp16 weights: the
     loss log carries the listwise term, and the exported weights pass the loader's check."""
     from eval.reader_data import CandidateGroup, answer_span, load_groups, save
-    from rag.reader_model import SHIPPED
+    from rag.reader.model import SHIPPED
 
     sentences = ["Juru bicara Departemen Luar Negeri AS John Kirby mengatakan tidak ada rencana kerja sama.",
                  "Pernyataan juru bicara itu menanggapi Menteri Luar Negeri Rusia Sergei Lavrov.",

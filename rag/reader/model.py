@@ -1,9 +1,9 @@
 """The shipped reader weights, checked and composed with the provisioned e5 into an int8 ONNX graph.
 
-The repo carries only what training changed (``rag/reader/weights.safetensors``: the upper encoder
+The repo carries only what training changed (``rag/reader/weights/weights.safetensors``: the upper encoder
 layers and the two heads, fp16); the frozen word embeddings and lower layers are the provisioned
 multilingual-e5-small's own. ``tanya provision`` checks the shipped file's size and sha256 against
-``rag/reader/reader.json``, puts the two together, exports the graph once with torch, fuses and
+``rag/reader/weights/reader.json``, puts the two together, exports the graph once with torch, fuses and
 quantises it to int8 like the embedder (index/onnx_embedder.py). Serving then needs onnxruntime only.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from index.errors import InputError
 from index.model import sha256_of
 
-SHIPPED = Path(__file__).with_name("reader")
+SHIPPED = Path(__file__).with_name("weights")
 WEIGHTS_FILE, MANIFEST_FILE = "weights.safetensors", "reader.json"
 GRAPH = Path("reader") / "reader_qint8.onnx"  # inside the provisioned model folder
 COMPOSED = Path("reader") / "composed.json"
@@ -175,7 +175,7 @@ def compose_in_subprocess(model_dir: Path) -> None:
 
     check_shipped()  # a clear message here rather than a child's traceback
     done = subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
-                           "from rag.reader_model import compose; compose(Path(sys.argv[1]))", str(model_dir)],
+                           "from rag.reader.model import compose; compose(Path(sys.argv[1]))", str(model_dir)],
                           check=False)
     if done.returncode != 0 or not is_composed(model_dir):
         raise ReaderUnavailable(f"composing the reader in {model_dir} failed: run `tanya provision` to see why")

@@ -1,6 +1,6 @@
 """A generated answer over the cited sentences, kept only where each sentence is backed by them.
 
-The LLM (rag/llm.py) gets the question, the extractive answer's cited sentences numbered ``[n]`` and the
+The LLM (rag/generation/client.py) gets the question, the extractive answer's cited sentences numbered ``[n]`` and the
 reader's short answer, and writes 1-3 sentences in the question's language, each ending in ``[n]``. Every
 sentence it writes is checked before anyone sees it:
 
@@ -28,7 +28,7 @@ from functools import lru_cache
 from index.dates import DAYS, MONTH_NAMES
 from index.lexical import STOPWORDS_EN, STOPWORDS_ID, english_to_indonesian, language, words
 from index.sentences import ends_with_abbreviation
-from rag.llm import LLMClient, LLMUnavailable
+from rag.generation.client import LLMClient, LLMUnavailable
 
 _LANGUAGE_NAMES = {"en": "English", "id": "Indonesian (Bahasa Indonesia)"}
 

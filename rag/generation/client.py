@@ -3,7 +3,7 @@
 Only the transport lives here: llama-index's ``OpenAILike`` speaks the chat-completions API, and every
 failure (refused connection, timeout, an HTTP error, a reply that is not a chat completion) becomes
 ``LLMUnavailable`` with a one-line reason, so the caller falls back to the extractive answer. What the
-model is asked and how its reply is checked is rag/generated.py.
+model is asked and how its reply is checked is rag/generation/check.py.
 """
 
 from __future__ import annotations

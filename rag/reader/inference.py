@@ -1,4 +1,4 @@
-"""The reader at question time: int8 ONNX (rag/reader_model.py), onnxruntime, no torch.
+"""The reader at question time: int8 ONNX (rag/reader/model.py), onnxruntime, no torch.
 
 For each candidate passage it gives an "answerable" logit (does this passage answer the question?),
 the no-answer span score, and the best answer span as exact character offsets into the passage.
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from index.onnx_embedder import model_runs
-from rag.reader_input import Window, as_tokenized, batch_arrays, passage_windows, question_ids
-from rag.reader_model import composed_graph
+from rag.reader.inputs import Window, as_tokenized, batch_arrays, passage_windows, question_ids
+from rag.reader.model import composed_graph
 
 MAX_ANSWER_TOKENS = 30
 TOP_POSITIONS = 20  # start and end candidates considered per window
