@@ -14,7 +14,7 @@ weights are per language (rag/params.py, fitted by eval/calibrate.py and eval/ca
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -41,10 +41,16 @@ class SentenceEvidence:
     top_chunk_lexical: float
     novelty: np.ndarray | None = None  # share of the sentence's terms the question does not contain
     context_lexical: np.ndarray | None = None  # coverage of the whole context (a follow-up + its history)
+    _last_scores: tuple[tuple[float, ...], np.ndarray] | None = field(default=None, init=False, repr=False,
+                                                                      compare=False)
 
     def scores(self, params: ScoringParams) -> np.ndarray:
-        return (params.sentence_dense * minmax(self.dense) + params.sentence_lexical * self.lexical
-                + params.sentence_chunk * self.chunk_score + params.sentence_answer_type * self.answer_type)
+        """Each sentence's retrieval score under ``params`` (every stage asks; computed once per weights)."""
+        weights = (params.sentence_dense, params.sentence_lexical, params.sentence_chunk, params.sentence_answer_type)
+        if self._last_scores is None or self._last_scores[0] != weights:  # only the last: calibration tries many
+            self._last_scores = (weights, weights[0] * minmax(self.dense) + weights[1] * self.lexical
+                                 + weights[2] * self.chunk_score + weights[3] * self.answer_type)
+        return self._last_scores[1]
 
 
 def lexical_coverage(weights: dict[str, float], present: set[str]) -> float:

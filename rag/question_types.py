@@ -21,7 +21,7 @@ _QUESTION_TYPES = [
                          r"which country|kota apa|negara apa|kota mana|negara mana|provinsi apa)\b", re.I)),
 ]
 
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _DATE_WORDS = "|".join(sorted(MONTHS.keys() | DAYS.keys(), key=len, reverse=True))
 _DATE = re.compile(r"\b(?:\d{1,2}/\d{1,2}/\d{2,4}|(?:19|20)\d{2}|" + _DATE_WORDS + r")\b", re.I)
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][\w'-]+")  # capitalised word, not sentence-initial
@@ -41,7 +41,7 @@ def _new(found: list[str], question: str) -> bool:
 
 def offers_answer(kind: str | None, sentence: str, question: str) -> bool:
     if kind == "number":
-        return _new(_NUMBER.findall(sentence), question)
+        return _new(NUMBER.findall(sentence), question)
     if kind == "date":
         return _new(_DATE.findall(sentence), question)
     if kind in ("person", "place"):

@@ -29,6 +29,7 @@ from index.dates import DAYS, MONTH_NAMES
 from index.lexical import STOPWORDS_EN, STOPWORDS_ID, english_to_indonesian, language, words
 from index.sentences import ends_with_abbreviation
 from rag.generation.client import LLMClient, LLMUnavailable
+from rag.question_types import NUMBER  # what counts as a number, in questions and answers alike
 
 _LANGUAGE_NAMES = {"en": "English", "id": "Indonesian (Bahasa Indonesia)"}
 
@@ -44,7 +45,6 @@ _MARKERS = re.compile(r"\s*\[(\d+(?:\s*,\s*\d+)*)\]")
 # [n] markers: "... di Aleppo. [1]" and "... in Aleppo [1]." both end there.
 _SENTENCE_END = re.compile(r"(?:[.!?]+[\"'”’)]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*|(?:\s*\[\d+(?:\s*,\s*\d+)*\])+[.!?]*)"
                            r"(?=\s|$)")
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _CAPITALISED = re.compile(r"[^\W\d_][\w'’-]*", re.UNICODE)
 
 _NUMBER_WORDS = {
@@ -93,7 +93,7 @@ def _fold(text: str) -> str:
 
 def _numbers(text: str) -> set[str]:
     """Numbers with their separators taken out (1.500 = 1,500 = 1500), and number words as digits."""
-    found = {re.sub(r"[.,]", "", n) for n in _NUMBER.findall(text)}
+    found = {re.sub(r"[.,]", "", n) for n in NUMBER.findall(text)}
     found.update(_NUMBER_WORDS[w] for w in re.findall(r"\w+", _fold(text)) if w in _NUMBER_WORDS)
     return found
 
