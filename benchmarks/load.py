@@ -157,7 +157,7 @@ def facqa_home(home: Path) -> list[str]:
 
     docs, items = facqa.load()
     tanya = Tanya.open(home)
-    if tanya.index.store.counts()[0] < len(docs):
+    if tanya.counts()[0] < len(docs):
         tanya.add(docs, progress=True)
     tanya.close()
     english = [json.loads(line)["question_en"] for line in (REPO / "eval/data/facqa_en.jsonl").read_text().splitlines()]

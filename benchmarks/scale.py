@@ -100,7 +100,7 @@ def bench_filters(tanya: Tanya) -> dict[str, dict]:
     middle half of the publication dates, and one day (the median date): broad to narrow. An undated
     corpus gets only the first, one without publishers none of it."""
     dates = sorted(d.date for d in tanya.documents() if d.date)
-    sources = tanya.index.store.sources()
+    sources = tanya.sources()
     out: dict[str, dict] = {}
     if sources:
         out["source"] = {"source": sources[len(sources) // 2][0]}
@@ -153,7 +153,7 @@ def build(home: Path, docs: list[Document]) -> dict[str, float]:
     start = time.perf_counter()
     report = tanya.add(docs, progress=True)
     seconds = time.perf_counter() - start
-    documents, sentences, chunks = tanya.index.store.counts()
+    documents, sentences, chunks = tanya.counts()
     tanya.close()
     built = len(report.added) + len(report.updated)
     return {"documents": documents, "sentences": sentences, "chunks": chunks, "built_now": built,

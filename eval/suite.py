@@ -160,12 +160,13 @@ def ask_one(tanya: Tanya, q: GoldQuestion, by_id: dict[str, GoldQuestion], scope
         shown += [d for d in doc_order(cands, modes["hybrid"](cands)) if d not in shown]
         run.ranks["pipeline"] = None if answer.abstained else min(
             (r for d in run.gold_docs if (r := first_rank(shown, d))), default=None)
-    run.offsets_exact = all(tanya.index.store.text(c.doc_id)[c.start : c.end] == c.sentence
+    texts = {d: doc.text for d in {c.doc_id for c in answer.citations} if (doc := tanya.document(d))}
+    run.offsets_exact = all(c.doc_id in texts and texts[c.doc_id][c.start : c.end] == c.sentence
                             for c in answer.citations)
     short = answer.short_answer
     if short is not None:  # inside the first citation, and exact
         first = answer.citations[0]
-        run.offsets_exact &= (tanya.index.store.text(short.doc_id)[short.start : short.end] == short.text
+        run.offsets_exact &= (short.doc_id in texts and texts[short.doc_id][short.start : short.end] == short.text
                               and short.doc_id == first.doc_id and first.start <= short.start <= short.end <= first.end)
     return run
 
