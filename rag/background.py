@@ -1,4 +1,4 @@
-"""A fixed sample of generic Indonesian news, embedded once per process.
+"""A fixed sample of generic Indonesian news, embedded once per model (kept beside its int8 graph).
 
 e5 cosines bunch in 0.7-0.9 and their level depends on the question itself (an English question sits
 ~0.05 lower against Indonesian text than the same question in Indonesian). A question's mean cosine to
@@ -8,7 +8,10 @@ sentence" means the same for every question, language and corpus size.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +30,37 @@ def background_vectors(embedder: BaseEmbedding) -> np.ndarray:
         key = id(embedder)
         if key not in _vectors:
             lines = BACKGROUND_FILE.read_text(encoding="utf-8").splitlines()
-            _vectors[key] = embed_passages(embedder, [ln for ln in lines if ln and not ln.startswith("#")])
+            texts = [ln for ln in lines if ln and not ln.startswith("#")]
+            _vectors[key] = _kept(embedder, texts)
         return _vectors[key]
+
+
+def _kept(embedder: BaseEmbedding, texts: list[str]) -> np.ndarray:
+    """The sample's vectors, embedded once per int8 graph and kept beside it: every process that answers
+    (each `tanya ask`, each serve start) otherwise spends ~1.5 s on two cores embedding it again. Kept under
+    a key of the texts and the graph's export record, so another sample or graph is embedded anew."""
+    from index.onnx_embedder import ONNX_INT8_RECORD, OnnxE5Embedding
+
+    if not isinstance(embedder, OnnxE5Embedding):  # torch: a development backend, embedded each time
+        return embed_passages(embedder, texts)
+    graph = Path(embedder.model_name)
+    record = graph.parent.parent / ONNX_INT8_RECORD
+    digest = hashlib.sha256("\n".join(texts).encode() + (record.read_bytes() if record.is_file() else b"")).hexdigest()
+    kept = graph.with_name("background.npz")
+    try:
+        with np.load(kept) as stored:
+            if str(stored["key"]) == digest:
+                return stored["vectors"]
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        pass  # none yet, another sample or graph, or a damaged file: embed again
+    vectors = embed_passages(embedder, texts)
+    try:
+        partial = kept.with_name(f".{kept.name}.{os.getpid()}.npz")
+        np.savez(partial, key=np.array(digest), vectors=vectors)
+        os.replace(partial, kept)
+    except OSError:
+        pass  # a read-only model folder: embedded again by the next process
+    return vectors
 
 
 def background_level(embedder: BaseEmbedding, query_vec: np.ndarray) -> float:

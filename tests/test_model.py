@@ -155,3 +155,23 @@ def test_graphs_from_another_int8_recipe_are_exported_again(model_dir: Path, tmp
     assert not is_composed(old)
     (old / COMPOSED).write_text('{"quantisation": ')  # a record cut short
     assert not is_composed(old)
+
+
+def test_the_background_sample_is_embedded_once_per_model_and_kept_exactly(model_dir: Path) -> None:
+    """Kept beside the int8 graph (each process otherwise embeds it at its first question); the kept
+    vectors are the embedder's own, and a damaged file is embedded again and replaced."""
+    from rag import background
+
+    embedder = load_embedder(model_dir, "onnx-int8")
+    texts = [ln for ln in background.BACKGROUND_FILE.read_text(encoding="utf-8").splitlines()
+             if ln and not ln.startswith("#")]
+    fresh = embed_passages(embedder, texts)
+    kept = model_dir / "onnx" / "background.npz"
+    for damage in (None, b"rusak", b""):
+        if damage is not None:
+            kept.write_bytes(damage)
+        vectors = background._kept(embedder, texts)
+        assert np.array_equal(vectors, fresh)
+        with np.load(kept) as stored:
+            assert np.array_equal(stored["vectors"], fresh)
+    assert np.array_equal(background._kept(embedder, [*texts, "Sampel lain."])[:-1], fresh)  # another sample: anew
