@@ -225,6 +225,13 @@ def write_report(out_dir: Path, runs_by_set: dict[str, list[QuestionRun]], summa
                 handle.write(json.dumps({"set": name, "id": r.gold.id, "lang": r.gold.lang, "correct": r.correct,
                                          "ms": round(r.seconds * 1000, 1), "ranks": r.ranks, **r.answer.to_json()},
                                         ensure_ascii=False) + "\n")
+    traced = [(name, r) for name, runs in runs_by_set.items() for r in runs if r.trace is not None]
+    if traced:
+        with (out_dir / "traces.jsonl").open("w", encoding="utf-8") as handle:
+            for name, r in traced:
+                gold = {"answerable": r.gold.answerable, "docs": r.gold_docs, "answers": r.gold.answer}
+                handle.write(json.dumps({"set": name, "id": r.gold.id, "lang": r.gold.lang, "question": r.gold.question,
+                                         "gold": gold, "trace": r.trace}, ensure_ascii=False) + "\n")
     lines = [
         "# Tanya evaluation report",
         "",

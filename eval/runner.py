@@ -44,10 +44,12 @@ def first_of_each_language(questions: list[GoldQuestion], limit: int) -> list[Go
 def evaluate(home: DataHome, sets: list[str], out_dir: Path | None, gold: Path | None = None,
              corpus: Path | None = None, limit: int | None = None, command: str = "tanya eval",
              progress: bool = True, baseline: bool = True, doc_filter: DocumentFilter | None = None,
-             llm: LLMSettings | None = None) -> Path:
+             llm: LLMSettings | None = None, traces: bool = False) -> Path:
     """``baseline``: ask every set a second time without the reader, reported side by side. ``doc_filter``:
     every question is asked under it (questions whose documents it leaves out count as not in the corpus).
-    ``llm``: every answer also gets a generated one (not in the baseline), compared with the extractive."""
+    ``llm``: every answer also gets a generated one (not in the baseline), compared with the extractive.
+    ``traces``: also write every question's pipeline trace with its gold answer (``traces.jsonl``, what
+    eval/reader_bench.py scores a reader on)."""
     unknown = [s for s in sets if s not in BUILT_IN_SETS]
     if unknown:
         raise InputError(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(BUILT_IN_SETS)}")
@@ -83,7 +85,8 @@ def evaluate(home: DataHome, sets: list[str], out_dir: Path | None, gold: Path |
             for tanya, _ in s.parts:
                 tanya.use_reader = use_reader
                 tanya.llm = LLMClient(llm) if llm and use_reader else None
-            runs[s.name + ("" if use_reader else NO_READER)] = run_set(s, progress, doc_filter)
+            runs[s.name + ("" if use_reader else NO_READER)] = run_set(s, progress, doc_filter,
+                                                                         traces and use_reader)
     summaries = {name: summarize_by_language(rows) for name, rows in runs.items() if rows}
     print(terminal_table(summaries))
     described = f" Asked under the filter {doc_filter.describe()}." if doc_filter else ""

@@ -86,6 +86,7 @@ def doc_order(cands: Candidates, scores: np.ndarray) -> list[str]:
 class QuestionRun(GoldResult):
     ranks: dict[str, int | None] = field(default_factory=dict)  # mode -> rank of the first gold document
     offsets_exact: bool = True
+    trace: dict | None = None  # rag.pipeline.Trace.to_json, with --traces (eval/reader_bench.py reads them)
 
     @property
     def gold_docs(self) -> list[str]:
@@ -137,9 +138,11 @@ class EvalSet:
         return sum(len(qs) for _, qs in self.parts)
 
 
-def ask_one(tanya: Tanya, q: GoldQuestion, by_id: dict[str, GoldQuestion], scope: Scope | None = None) -> QuestionRun:
+def ask_one(tanya: Tanya, q: GoldQuestion, by_id: dict[str, GoldQuestion], scope: Scope | None = None,
+            keep_trace: bool = False) -> QuestionRun:
     """Ask ``q`` (under ``scope``'s filter, when given: a question whose documents it leaves out is then
-    scored as one the corpus cannot answer) and measure everything about its answer."""
+    scored as one the corpus cannot answer) and measure everything about its answer; ``keep_trace`` keeps
+    what each stage of the pipeline saw."""
     history = history_of(q, by_id)
     if scope is not None and q.answerable and q.doc is not None and not scope.doc_ids & set(
             [q.doc] if isinstance(q.doc, str) else q.doc):
@@ -148,7 +151,7 @@ def ask_one(tanya: Tanya, q: GoldQuestion, by_id: dict[str, GoldQuestion], scope
     trace = tanya.ask_traced(q.question, history=history, doc_filter=scope.filter if scope else None)
     seconds = time.perf_counter() - start
     answer = trace.answer
-    run = QuestionRun(q, answer, seconds)
+    run = QuestionRun(q, answer, seconds, trace=trace.to_json(tanya.params) if keep_trace else None)
     if q.answerable and run.gold_docs:
         cands = trace.candidates  # the very candidates the answer came from
         modes = ranking_modes(tanya.params.for_language)
@@ -171,8 +174,10 @@ def ask_one(tanya: Tanya, q: GoldQuestion, by_id: dict[str, GoldQuestion], scope
     return run
 
 
-def run_set(eval_set: EvalSet, progress: bool = True, doc_filter: DocumentFilter | None = None) -> list[QuestionRun]:
-    """Every question of the set, asked under ``doc_filter`` when given (``tanya eval --since/--until/--source``)."""
+def run_set(eval_set: EvalSet, progress: bool = True, doc_filter: DocumentFilter | None = None,
+            traces: bool = False) -> list[QuestionRun]:
+    """Every question of the set, asked under ``doc_filter`` when given (``tanya eval --since/--until/--source``);
+    ``traces``: each run keeps its pipeline trace."""
     runs = []
     bar = tqdm(total=eval_set.questions, desc=f"eval {eval_set.name}", disable=not progress, file=sys.stderr,
                dynamic_ncols=True)
@@ -182,7 +187,7 @@ def run_set(eval_set: EvalSet, progress: bool = True, doc_filter: DocumentFilter
         by_id = {q.id: q for q in questions}
         scope = Scope.of(tanya.index, doc_filter) if doc_filter else None
         for q in questions:
-            runs.append(ask_one(tanya, q, by_id, scope))
+            runs.append(ask_one(tanya, q, by_id, scope, keep_trace=traces))
             bar.update()
     bar.close()
     return runs

@@ -14,6 +14,7 @@ weights are per language (rag/params.py, fitted by eval/calibrate.py and eval/ca
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -187,10 +188,17 @@ def reader_choice(ev: SentenceEvidence, rev: ReaderEvidence, params: ScoringPara
     """Position in ``rev.top`` of the sentence to cite first (the reader's answerable logit plus the
     retrieval score, weighted), and P(answerable) from the reader's and the retrieval's evidence."""
     scores = ev.scores(params)
-    combined = [-np.inf if r is None else r.answerable + params.reader_retrieval_weight * float(scores[i])
-                for i, r in zip(rev.top, rev.readings, strict=True)]
+    return choose_reading(rev.readings, [float(scores[i]) for i in rev.top], params, retrieval_confidence)
+
+
+def choose_reading(readings: Sequence[Reading | None], retrieval_scores: Sequence[float], params: ScoringParams,
+                   retrieval_confidence: float) -> tuple[int, float]:
+    """``reader_choice`` over the readings of the sentences read and their retrieval scores (what a trace
+    keeps: eval/reader_bench.py decides through this too)."""
+    combined = [-np.inf if r is None else r.answerable + params.reader_retrieval_weight * score
+                for r, score in zip(readings, retrieval_scores, strict=True)]
     best = int(np.argmax(combined))
-    reading = rev.readings[best]
+    reading = readings[best]
     if reading is None:
         return best, 0.0
     return best, reader_probability(reader_features(reading, retrieval_confidence), params)

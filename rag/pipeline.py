@@ -57,7 +57,8 @@ class Trace:
     answer: Answer = field(default_factory=lambda: Answer("", "", True))
 
     def to_json(self, params: Params) -> dict:
-        """What each stage saw and decided, for people and for scripts (``tanya ask --trace``)."""
+        """What each stage saw and decided, for people and for scripts (``tanya ask --trace``); numbers
+        unrounded, so a script that decides again from them (eval/reader_bench.py) decides the same."""
         cands, ev = self.candidates, self.evidence
         scoring = params.for_language(cands.lang)
         fused = cands.fused(scoring)
@@ -69,33 +70,33 @@ class Trace:
             assert ev is not None
             ref = ev.refs[i]
             row: dict = {"doc_id": ref.doc_id, "sentence_index": ref.idx, "start": ref.start, "end": ref.end,
-                         "retrieval_score": round(float(scores[i]), 4)}
+                         "retrieval_score": float(scores[i])}
             if text is not None:
                 row["text"] = text
             reading = readings.get(i)
             if reading is not None:
-                row["reader"] = {"answerable": round(reading.answerable, 4),
-                                 "span_margin": round(reading.span_margin, 4),
+                row["reader"] = {"answerable": reading.answerable,
+                                 "span_margin": reading.span_margin,
                                  "span": [ref.start + reading.start, ref.start + reading.end]}
             return row
 
         return {
             "query": cands.query,
             "language": cands.lang,
-            "retrieve": {"candidates": len(cands.keys), "background": round(cands.background, 4),
+            "retrieve": {"candidates": len(cands.keys), "background": cands.background,
                          "best": [{"doc_id": cands.keys[i][0], "chunk": cands.keys[i][1],
-                                   "dense": round(float(cands.dense[i]), 4), "bm25": round(float(cands.bm25[i]), 4),
-                                   "fused": round(float(fused[i]), 4)} for i in order]},
+                                   "dense": float(cands.dense[i]), "bm25": float(cands.bm25[i]),
+                                   "fused": float(fused[i])} for i in order]},
             "gather": {"sentences": len(ev.refs) if ev is not None else 0},
             "read": [sentence(i, text) for i, text in zip(self.read, self.read_texts, strict=True)],
             "decide": {
-                "retrieval_features": dict(zip(REFUSAL_FEATURES, _rounded(self.retrieval_features), strict=True))
+                "retrieval_features": dict(zip(REFUSAL_FEATURES, _floats(self.retrieval_features), strict=True))
                 if self.retrieval_features is not None else None,
-                "retrieval_confidence": round(self.retrieval_confidence, 4),
+                "retrieval_confidence": self.retrieval_confidence,
                 "reader_features": dict(zip(("answerable", "span_margin", "retrieval_logit"),
-                                            _rounded(self.reader_features), strict=True))
+                                            _floats(self.reader_features), strict=True))
                 if self.reader_features is not None else None,
-                "confidence": round(self.answer.confidence, 4),
+                "confidence": self.answer.confidence,
                 "threshold": scoring.reader_refusal_threshold if self.reader else scoring.refusal_threshold,
                 "refused": self.answer.abstained,
             },
@@ -103,8 +104,8 @@ class Trace:
         }
 
 
-def _rounded(values: np.ndarray | None) -> list[float]:
-    return [round(float(v), 4) for v in (values if values is not None else [])]
+def _floats(values: np.ndarray | None) -> list[float]:
+    return [float(v) for v in (values if values is not None else [])]
 
 
 class Pipeline:
@@ -169,6 +170,6 @@ class Pipeline:
             ref = ev.refs[i]
             title, date, source, url = titles[ref.doc_id]
             citations.append(Citation(n, ref.doc_id, title, store.sentence_text(ref), ref.start, ref.end,
-                                      round(score, 4), date, ref.idx, source, url))
+                                      score, date, ref.idx, source, url))
         text = " ".join(f"{c.sentence} [{c.n}]" for c in citations)
         return Answer(question, text, False, citations, confidence)

@@ -91,7 +91,7 @@ def test_facqa_loader_reads_token_lists_and_bio_answers(tmp_path: Path) -> None:
 
 def test_tanya_eval_on_the_seed_set_writes_a_report_with_plots(tmp_path: Path, model_dir: Path) -> None:
     out = tmp_path / "report"
-    result = run_cli("eval", "--sets", "seed", "--out", str(out), "-q", home=tmp_path / "home")
+    result = run_cli("eval", "--sets", "seed", "--out", str(out), "-q", "--traces", home=tmp_path / "home")
     assert result.returncode == 0, result.stderr
     assert "seed" in result.stdout and "Indonesian" in result.stdout and "English" in result.stdout
     summaries = json.loads((out / "summary.json").read_text())
@@ -106,6 +106,18 @@ def test_tanya_eval_on_the_seed_set_writes_a_report_with_plots(tmp_path: Path, m
         assert f"]({png})" in (out / "report.md").read_text()
     answers = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
     assert len([a for a in answers if a["set"] == "seed"]) == summary["all"]["questions"]
+
+    # The reader's bench decides again from the traces, through the same functions: the same figures.
+    from eval import reader_bench
+
+    assert reader_bench.main([str(out / "traces.jsonl"), "--out", str(tmp_path / "bench")]) == 0
+    bench = json.loads((tmp_path / "bench" / "summary.json").read_text())["seed"]
+    for lang in ("all", "id", "en"):
+        for key, theirs in (("answer_in_first_citation", "answer_in_first_citation"),
+                            ("short_answer_f1", "short_answer_f1"), ("answerable_refused", "answerable_refused"),
+                            ("unanswerable_refused", "refusal_recall")):
+            assert bench[lang][key] == pytest.approx(summary[lang][theirs], abs=1e-9), (lang, key)
+    assert (tmp_path / "bench" / "refusal_curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_tanya_eval_with_a_user_gold_file_and_corpus(tmp_path: Path, model_dir: Path) -> None:

@@ -283,7 +283,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
              gold=Path(args.gold) if args.gold else None, corpus=Path(args.corpus) if args.corpus else None,
              limit=args.limit, command="tanya " + " ".join(sys.argv[1:]) if argv_is_cli() else "tanya eval",
              progress=not args.quiet, baseline=not args.no_baseline,
-             doc_filter=_filter(args),
+             doc_filter=_filter(args), traces=args.traces,
              llm=LLMSettings.resolve(args.llm_url, args.llm_model, args.llm_timeout))
     return 0
 
@@ -395,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", help="index this folder/.jsonl for --gold (default: ask the data home's index)")
     p.add_argument("--out", help="report folder (default: DATA_HOME/eval/reports/TIMESTAMP)")
     p.add_argument("--limit", type=int, help="ask only the first N questions of each part and language (a quick look)")
+    p.add_argument("--traces", action="store_true", help="also write each question's pipeline trace and gold answer "
+                   "(traces.jsonl: what `python -m eval.reader_bench` scores a reader on)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_filters(p)
     add_llm(p)
