@@ -115,11 +115,15 @@ def plot_curves(summary: dict[str, dict], path: Path) -> None:
     for name, figures in summary.items():
         curve = [c for c in figures["curve"] if c["unanswerable_refused"] is not None]
         if curve:
-            ax.plot([c["unanswerable_refused"] for c in curve], [c["answer_in_first_citation"] for c in curve],
-                    label=name)
+            line, = ax.plot([c["unanswerable_refused"] for c in curve],
+                            [c["answer_in_first_citation"] for c in curve], label=name)
+            shipped = figures["all"]  # at rag/params.json's thresholds (one per language)
+            if shipped["unanswerable_refused"] is not None:
+                ax.plot(shipped["unanswerable_refused"], shipped["answer_in_first_citation"], "o",
+                        color=line.get_color())
     ax.set_xlabel("unanswerable questions refused")
     ax.set_ylabel("answerable: answer in the first citation")
-    ax.set_title("Refusal threshold from 0 to 1")
+    ax.set_title("Refusal threshold from 0 to 1 (dots: rag/params.json's)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
