@@ -45,38 +45,42 @@ class Decided:
     """One traced question as a reader decides it."""
 
     set: str
-    lang: str
+    lang: str  # the gold set's label, for grouping
+    decided_in: str  # the language the pipeline detected: which threshold applies
     answerable: bool
+    read: bool  # the reader found something to read (otherwise the pipeline refuses, whatever the threshold)
     probability: float  # P(answerable) for the sentence the reader would cite first
     first_holds_answer: bool  # that sentence holds a gold answer
     short_f1: float  # of the reader's span there, against the gold answers (0 without a span)
 
     def answered(self, threshold: float) -> bool:
-        return self.probability >= threshold
+        return self.read and self.probability >= threshold
 
 
 def decide(record: dict, reader: Reader, params: Params) -> Decided:
     trace, gold = record["trace"], record["gold"]
     scoring = params.for_language(trace["language"])
     read = trace["read"]
-    probability, holds, f1 = 0.0, False, 0.0
+    probability, holds, f1, found = 0.0, False, 0.0, False
     if read:  # no candidate sentence at all: a refusal
         texts = [row["text"] for row in read]
         readings = reader.read(trace["query"], texts)
         best, probability = choose_reading(readings, [row["retrieval_score"] for row in read], scoring,
                                            trace["decide"]["retrieval_confidence"])
         reading = readings[best]
+        found = reading is not None
         holds = contains_answer(texts[best], gold["answers"])
         if reading is not None and reading.end > reading.start:
             f1 = token_f1(texts[best][reading.start : reading.end], gold["answers"])
-    return Decided(record["set"], record["lang"], gold["answerable"], probability, holds, f1)
+    return Decided(record["set"], record["lang"], trace["language"], gold["answerable"], found, probability, holds,
+                   f1)
 
 
 def rates(rows: list[Decided], threshold: float | None, params: Params) -> dict[str, float | int | None]:
     """As `tanya eval` counts them (eval/suite.py): an answerable question counts only when answered."""
 
     def at(row: Decided) -> float:
-        return threshold if threshold is not None else params.for_language(row.lang).reader_refusal_threshold
+        return threshold if threshold is not None else params.for_language(row.decided_in).reader_refusal_threshold
 
     answerable = [r for r in rows if r.answerable]
     unanswerable = [r for r in rows if not r.answerable]

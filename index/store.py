@@ -129,7 +129,7 @@ class DocumentStore:
         self._writer.executescript(_SCHEMA)
         try:
             self._check_layout()
-        except InputError:
+        except BaseException:
             self._writer.close()
             raise
         self._local = threading.local()
@@ -243,19 +243,26 @@ class DocumentStore:
         return row[0] if row else None
 
     def _check_layout(self) -> None:
-        """Stamp a new store with LAYOUT; refuse one of another layout (see LAYOUT)."""
-        meta = dict(self._writer.execute("SELECT key, value FROM meta").fetchall())
-        if meta.get("layout") == LAYOUT:
+        """Stamp a new store with LAYOUT; refuse one of another layout (see LAYOUT). Decided inside one
+        write transaction, so two processes opening a new home at once cannot see each other half-way."""
+        if self._writer.execute("SELECT value FROM meta WHERE key = 'layout'").fetchone() == (LAYOUT,):
             return
-        columns = {row[1] for row in self._writer.execute("PRAGMA table_info(documents)")}
-        empty = self._writer.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == 0
-        current = ("layout" not in meta and "published_to" in columns and "sentence_vectors" not in meta
-                   and all(meta.get(k) == v for k, v in _FINISHED_UPGRADES.items()))
-        if not (empty and "layout" not in meta) and not current:
-            raise InputError(f"the index in {self._path.parent} was written by a development version of Tanya "
-                             f"(layout {meta.get('layout', 'before 2026-12')}; this one reads {LAYOUT}): index "
-                             "your documents again into a new home (TANYA_HOME or --home); this one is left as it is")
-        self._writer.execute("INSERT OR REPLACE INTO meta VALUES ('layout', ?)", (LAYOUT,))
+        with self._transaction():
+            meta = dict(self._writer.execute("SELECT key, value FROM meta").fetchall())
+            if meta.get("layout") == LAYOUT:
+                return
+            tables = {table: {row[1] for row in self._writer.execute(f"PRAGMA table_info({table})")}
+                      for table in ("documents", "sentences")}
+            todays_tables = {"url", "date_inferred", "published_to"} <= tables["documents"] and \
+                "vector" in tables["sentences"]
+            empty = self._writer.execute("SELECT COUNT(*) FROM documents").fetchone()[0] == 0
+            finished = "sentence_vectors" not in meta and all(meta.get(k) == v for k, v in _FINISHED_UPGRADES.items())
+            if "layout" in meta or not todays_tables or not (empty or finished):
+                raise InputError(f"the index in {self._path.parent} was written by a development version of Tanya "
+                                 f"(layout {meta.get('layout', 'before 2026-12')}; this one reads {LAYOUT}): index "
+                                 "your documents again into a new home (TANYA_HOME or --home); this one is left as "
+                                 "it is")
+            self._writer.execute("INSERT INTO meta VALUES ('layout', ?)", (LAYOUT,))
 
     def set_meta_once(self, key: str, value: str) -> str:
         """Record ``value`` unless the key already has one; returns the value that holds."""

@@ -20,6 +20,7 @@ from llama_index.core.embeddings import BaseEmbedding
 from index.embedder import embed_passages
 
 BACKGROUND_FILE = Path(__file__).parent / "data" / "background_id.txt"
+KEPT_FORMAT = 1  # bump when what the kept vectors are changes (prompt, pooling, truncation in encode())
 
 _lock = threading.Lock()
 _vectors: dict[int, np.ndarray] = {}
@@ -45,7 +46,10 @@ def _kept(embedder: BaseEmbedding, texts: list[str]) -> np.ndarray:
         return embed_passages(embedder, texts)
     graph = Path(embedder.model_name)
     record = graph.parent.parent / ONNX_INT8_RECORD
-    digest = hashlib.sha256("\n".join(texts).encode() + (record.read_bytes() if record.is_file() else b"")).hexdigest()
+    graph_stat = graph.stat()
+    made = f"{KEPT_FORMAT} {graph_stat.st_size} {graph_stat.st_mtime_ns}".encode()  # another graph: anew
+    digest = hashlib.sha256("\n".join(texts).encode() + made + (record.read_bytes() if record.is_file() else b"")
+                            ).hexdigest()
     kept = graph.with_name("background.npz")
     try:
         with np.load(kept) as stored:
@@ -54,12 +58,12 @@ def _kept(embedder: BaseEmbedding, texts: list[str]) -> np.ndarray:
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         pass  # none yet, another sample or graph, or a damaged file: embed again
     vectors = embed_passages(embedder, texts)
+    partial = kept.with_name(f".{kept.name}.{os.getpid()}.npz")
     try:
-        partial = kept.with_name(f".{kept.name}.{os.getpid()}.npz")
         np.savez(partial, key=np.array(digest), vectors=vectors)
         os.replace(partial, kept)
-    except OSError:
-        pass  # a read-only model folder: embedded again by the next process
+    except OSError:  # a read-only or full model folder: embedded again by the next process
+        partial.unlink(missing_ok=True)
     return vectors
 
 

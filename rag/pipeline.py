@@ -170,6 +170,6 @@ class Pipeline:
             ref = ev.refs[i]
             title, date, source, url = titles[ref.doc_id]
             citations.append(Citation(n, ref.doc_id, title, store.sentence_text(ref), ref.start, ref.end,
-                                      score, date, ref.idx, source, url))
+                                      round(score, 4), date, ref.idx, source, url))
         text = " ".join(f"{c.sentence} [{c.n}]" for c in citations)
         return Answer(question, text, False, citations, confidence)

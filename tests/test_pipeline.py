@@ -44,6 +44,7 @@ def test_left_out_document_is_as_if_it_were_not_indexed(seed_tanya: Tanya) -> No
 def test_a_trace_shows_each_stage_and_agrees_with_the_answer(seed_tanya: Tanya, question: str) -> None:
     trace = seed_tanya.ask_traced(question)
     assert trace.answer.to_json() == seed_tanya.ask(question).to_json()
+    assert all(c.score == round(c.score, 4) for c in trace.answer.citations)  # the JSON contract's precision
     shown = trace.to_json(seed_tanya.params)
     assert shown["retrieve"]["candidates"] == len(trace.candidates.keys) > 0
     best = [row["fused"] for row in shown["retrieve"]["best"]]

@@ -67,7 +67,7 @@ class ReaderUnavailable(InputError):
 
 def reader_dir(folder: Path | None = None) -> Path:
     """The folder of reader weights + manifest: ``TANYA_READER_DIR`` (e.g. weights you retrained), else
-    the ones shipped in ``rag/reader/``."""
+    the ones shipped in ``rag/reader/weights/``."""
     return folder or Path(os.environ.get("TANYA_READER_DIR") or SHIPPED)
 
 
