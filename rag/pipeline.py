@@ -2,7 +2,7 @@
 
     retrieve  rag/retriever.py  collect_candidates: the best chunks by BM25 and dense vectors
     gather    rag/evidence.py   gather_sentences: their sentences, with the signals each offers
-    read      rag/evidence.py   read_evidence: the reader over the best few sentences (when there is one)
+    read      rag/evidence.py   sentences_to_read, then the reader over them (when there is one)
     decide    rag/evidence.py   answer or refuse (a logistic model over the evidence), which sentences
     compose   here              cite: the answer, every citation ``text[start:end]`` of its document
 
@@ -27,7 +27,6 @@ from rag.evidence import (
     answerable_probability,
     choose_sentences,
     gather_sentences,
-    read_evidence,
     reader_choice,
     reader_features,
     refusal_features,
@@ -139,7 +138,8 @@ class Pipeline:
             trace.cited = choose_sentences(ev, params, limit=max_citations)
             trace.answer = self.cite(question, ev, trace.cited, trace.retrieval_confidence)
             return trace
-        rev = trace.reader = read_evidence(self.index, self.reader, cands, ev, params)
+        # The sentences sentences_to_read chose above, read once.
+        rev = trace.reader = ReaderEvidence(trace.read, self.reader.read(cands.query, trace.read_texts))
         best, confidence = reader_choice(ev, rev, params, trace.retrieval_confidence)
         reading = rev.readings[best]
         if reading is None or confidence < params.reader_refusal_threshold:
