@@ -28,6 +28,8 @@ ONNX_INT8_RECORD = Path("onnx") / "model_qint8.json"  # how that graph was quant
 # Bump when fuse_and_quantise changes: folders exported by an older recipe are exported again.
 # 7-bit weights: see fuse_and_quantise.
 QUANTISATION = "dynamic-int8-per-channel-7bit-weights"
+# The reader's recipe (rag/reader/model.py): fp32 arithmetic, only the word-embedding table stored as int8.
+FP32_INT8_EMBEDDINGS = "fp32-arithmetic-int8-word-embeddings"
 MAX_TOKENS = 512
 BATCH = 32  # texts per forward pass, after sorting by length (chosen by measurement)
 
@@ -136,16 +138,23 @@ def write_export_record(graph: Path, record: Path, **facts: str) -> None:
     record.write_text(json.dumps(export_facts(graph, **facts), indent=2), encoding="utf-8")
 
 
-def fuse_and_quantise(raw: Path, fused: Path, quantised: Path, config: dict) -> None:
-    """onnxruntime's BERT fusion, then dynamic int8 weights (per channel, 7 bits): for any e5-based graph.
+def fuse_and_quantise(raw: Path, fused: Path, quantised: Path, config: dict, integer_matmuls: bool = True) -> None:
+    """onnxruntime's BERT fusion, then dynamic int8: for any e5-based graph.
 
-    7-bit weights (``reduce_range``) make the answers the same on every x86-64 CPU. Without VNNI,
-    onnxruntime's u8s8 kernels multiply with AVX2's VPMADDUBSW, which adds two u8*s8 products into an
-    int16 and saturates once a pair exceeds 32,767 (255*127*2 = 64,770); AVX-512 VNNI and AMX add into
+    ``integer_matmuls`` (the embedder): every MatMul and attention with int8 weights (per channel, 7 bits)
+    and activations quantised on the fly. 7-bit weights keep AVX2-only CPUs from saturating: without
+    VNNI, onnxruntime's u8s8 kernels multiply with AVX2's VPMADDUBSW, which adds two u8*s8 products into
+    an int16 and saturates once a pair exceeds 32,767 (255*127*2 = 64,770); AVX-512 VNNI and AMX add into
     int32 and never do. With weights in [-64, 64] a pair is at most 32,640, so both paths compute the
-    same integers (tests/test_cpu_independence.py checks this under an emulated AVX2-only CPU).
-    Measured (benchmarks/README.md): same speed and memory as 8-bit weights, which cost an AVX2-only
-    machine 3 of the 40 Indonesian seed questions (issue 26).
+    same integers (tests/test_cpu_independence.py checks this under an emulated AVX2-only CPU). The
+    float kernels around them still differ in the last bit between instruction sets, and a value on a
+    rounding edge of the activation quantisation then moves a step: query-passage scores by up to 0.004.
+
+    Otherwise (the reader, whose logit decides refusals): fp32 arithmetic, only the word-embedding table
+    (96 of its 118M parameters, in the fused EmbedLayerNormalization) stored as int8, which dequantises
+    to the same floats on every CPU. Its outputs then differ between instruction sets by float rounding
+    alone (5e-6 emulated), where int8 activations moved its answerable logit by up to 0.18 and changed 1
+    of 73 seed answers. It costs ~38 ms a question (`ask` p50 71 -> 109 ms) and ~70 MB (benchmarks/README.md).
     """
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -154,10 +163,15 @@ def fuse_and_quantise(raw: Path, fused: Path, quantised: Path, config: dict) -> 
     optimize_model(str(raw), model_type="bert", num_heads=config["num_attention_heads"],
                    hidden_size=config["hidden_size"], opt_level=0).save_model_to_file(str(fused))
     # DefaultTensorType: shape inference cannot type the fused com.microsoft ops' outputs.
+    options = {"DefaultTensorType": TensorProto.FLOAT}
     logging.disable(logging.WARNING)  # "consider pre-processing": not needed for dynamic int8
     try:
-        quantize_dynamic(str(fused), str(quantised), weight_type=QuantType.QInt8, per_channel=True,
-                         reduce_range=True, extra_options={"DefaultTensorType": TensorProto.FLOAT})
+        if integer_matmuls:
+            quantize_dynamic(str(fused), str(quantised), weight_type=QuantType.QInt8, per_channel=True,
+                             reduce_range=True, extra_options=options)
+        else:
+            quantize_dynamic(str(fused), str(quantised), weight_type=QuantType.QInt8, per_channel=False,
+                             op_types_to_quantize=["EmbedLayerNormalization"], extra_options=options)
     finally:
         logging.disable(logging.NOTSET)
 

@@ -31,23 +31,24 @@ def file_hashes(folder: Path) -> dict[str, list]:
 
 def cached_model(target: Path) -> Path:
     """``target`` provisioned as `tanya provision` does (weights, int8 embedder, composed reader), reused when
-    its manifest still matches every file it lists (files added later, such as an LLM, are not listed)."""
+    its manifest still matches every file it lists (files added later, such as an LLM, are not listed) and
+    its graphs are today's recipes."""
     from index.model import provision
-    from index.onnx_embedder import export_int8
-    from rag.reader.model import compose
+    from index.onnx_embedder import ONNX_INT8_RECORD, export_int8, is_current_export, onnx_path
+    from rag.reader.model import compose, is_composed
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(str(target) + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs on one machine provision it once
         manifest = target / MANIFEST
-        if manifest.is_file():
-            listed = json.loads(manifest.read_text())
-            present = file_hashes(target)
-            if all(present.get(name) == value for name, value in listed.items()):
-                return target
-        if target.exists():
-            shutil.rmtree(target)  # changed or half-written: provision it afresh
-        provision(target)
+        intact = manifest.is_file() and all(file_hashes(target).get(name) == value
+                                            for name, value in json.loads(manifest.read_text()).items())
+        if intact and is_current_export(onnx_path(target), target / ONNX_INT8_RECORD) and is_composed(target):
+            return target
+        if not intact:  # changed or half-written: provision it afresh (a graph of an older recipe is redone)
+            if target.exists():
+                shutil.rmtree(target)
+            provision(target)
         export_int8(target)
         compose(target)
         manifest.write_text(json.dumps(file_hashes(target), indent=1))

@@ -2,8 +2,9 @@
 
 onnxruntime picks its int8 kernels by instruction set. Without AVX-512 VNNI / AMX, the u8s8 kernels use
 AVX2's VPMADDUBSW, which sums two u8*s8 products into a saturating int16: with 8-bit weights, results on
-such a CPU differ from a VNNI CPU's (3 of 40 Indonesian seed questions answered wrongly). Tanya quantises
-weights to 7 bits so no sum can saturate (index/onnx_embedder.py ``fuse_and_quantise``).
+such a CPU differ from a VNNI CPU's (3 of 40 Indonesian seed questions answered wrongly). The embedder
+quantises weights to 7 bits so no sum can saturate; the reader, whose logit decides refusals, computes in
+fp32 and keeps only its word embeddings as int8 (index/onnx_embedder.py ``fuse_and_quantise``).
 
 A VNNI developer machine cannot see the difference by itself, so these tests run onnxruntime's real
 AVX2 kernels on an emulated Haswell CPU (qemu user mode; ``make setup`` installs ``qemu-user``).
@@ -109,15 +110,16 @@ def int8_weights(graph: Path) -> dict[str, np.ndarray]:
 
 
 def test_no_int8_sum_can_saturate_on_an_avx2_cpu(model_dir: Path) -> None:
-    """Every int8 weight of both graphs lies in [-64, 64]: u8 255 * 64 * 2 = 32,640 fits an int16."""
+    """Every int8 weight of the embedder lies in [-64, 64]: u8 255 * 64 * 2 = 32,640 fits an int16. The
+    reader has no integer arithmetic at all."""
     from index.onnx_embedder import onnx_path
     from rag.reader.model import graph_path
 
-    for graph in (onnx_path(model_dir), graph_path(model_dir)):
-        weights = int8_weights(graph)
-        assert len(weights) >= 48, (graph, len(weights))  # 12 layers x (attention + 3 matmuls), at least
-        for name, w in weights.items():
-            assert w.dtype == np.int8 and int(np.abs(w.astype(np.int16)).max()) <= 64, (graph.name, name)
+    weights = int8_weights(onnx_path(model_dir))
+    assert len(weights) >= 48, len(weights)  # 12 layers x (attention + 3 matmuls), at least
+    for name, w in weights.items():
+        assert w.dtype == np.int8 and int(np.abs(w.astype(np.int16)).max()) <= 64, name
+    assert int8_weights(graph_path(model_dir)) == {}
 
 
 CANARY = """
@@ -153,19 +155,22 @@ def test_the_emulated_cpu_runs_the_saturating_avx2_kernel(tmp_path: Path, weight
         assert error < 1.0, error  # int8 rounding only
 
 
-@pytest.mark.timeout(1200)  # ~3.5 min emulated on a quiet machine, more beside other tests
+@pytest.mark.timeout(1200)  # ~5 min emulated on a quiet machine, more beside other tests
 def test_the_embedder_and_reader_agree_on_an_avx2_only_cpu(model_dir: Path, emulated_probe: EmulatedProbe) -> None:
-    """Both int8 graphs on seed questions and their sentences (tests/cpu_probe.py), here and emulated.
+    """Both graphs on seed questions and their sentences (tests/cpu_probe.py), here and emulated.
 
-    Not bit for bit: onnxruntime's float kernels (softmax, GELU) differ in the last bit between AVX2 and
-    AVX-512 (~5e-7), and a value on a rounding edge of the dynamic activation quantisation then moves
-    later integers by a step. Measured with 7-bit weights: query-passage scores 0.0036 (0.00001 on
-    another batch of these texts), answerable logits 0.18, spans all the same; with 8-bit weights:
-    scores 0.019, answerable logits 1.32, 2 spans of 16 different.
+    Not bit for bit: onnxruntime's float kernels (softmax, GELU, matmuls) differ in the last bits between
+    AVX2 and AVX-512 (~5e-7). In the embedder's int8 layers a value on a rounding edge of the dynamic
+    activation quantisation then moves later integers by a step: query-passage scores by up to 0.0036
+    (0.00001 on another batch of these texts); 8-bit weights moved them by 0.019. The reader computes in
+    fp32, where such differences stay float rounding: answerable logits by 5e-6, spans all the same (its
+    int8 layers moved logits by 0.18 with 7-bit weights, 1.32 and 2 spans of 16 with 8-bit ones). One
+    reading only: emulated, fp32 arithmetic costs minutes a reading (tests/cpu_probe.py).
     """
     from tests.cpu_probe import probe
 
     here, there = probe(model_dir), emulated_probe.result()
     assert np.max(np.abs(here["queries"] @ here["passages"].T - there["queries"] @ there["passages"].T)) < 0.01
-    assert np.max(np.abs(here["answerable"] - there["answerable"])) < 0.5
-    assert np.array_equal(here["spans"], there["spans"])
+    assert np.max(np.abs(here["answerable"] - there["answerable"])) < 1e-3
+    assert np.max(np.abs(here["span_margin"] - there["span_margin"])) < 1e-3
+    assert len(here["spans"]) >= 1 and np.array_equal(here["spans"], there["spans"])

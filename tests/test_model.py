@@ -132,21 +132,23 @@ def test_an_index_keeps_the_backend_that_built_it(tmp_path: Path, model_dir: Pat
 
 
 def test_graphs_from_another_int8_recipe_are_exported_again(model_dir: Path, tmp_path: Path) -> None:
-    """A model folder records how its graphs were quantised; one from an older recipe (8-bit weights,
-    answers that depend on the CPU) is not used but exported again, and a cut-short graph shows too."""
+    """A model folder records how its graphs were quantised; one from an older recipe (a reader with int8
+    arithmetic, answers that depend on the CPU) is not used but composed again, and a cut-short graph
+    shows too."""
     import shutil
 
-    from index.onnx_embedder import ONNX_INT8_RECORD, QUANTISATION, is_current_export, onnx_path
-    from rag.reader.model import COMPOSED, graph_path, is_composed
+    from index.onnx_embedder import FP32_INT8_EMBEDDINGS, ONNX_INT8_RECORD, is_current_export, onnx_path
+    from rag.reader.model import COMPOSED, OLDER_GRAPH, graph_path, is_composed
 
     assert is_current_export(onnx_path(model_dir), model_dir / ONNX_INT8_RECORD)
-    assert json.loads((model_dir / COMPOSED).read_text())["quantisation"] == QUANTISATION
+    assert json.loads((model_dir / COMPOSED).read_text())["quantisation"] == FP32_INT8_EMBEDDINGS
+    assert not (model_dir / OLDER_GRAPH).exists()  # the all-int8 reader graph, removed when composing
     assert is_composed(model_dir)
     old = tmp_path / "old"
     (old / "reader").mkdir(parents=True)
     shutil.copy(graph_path(model_dir), graph_path(old))
     record = json.loads((model_dir / COMPOSED).read_text())
-    (old / COMPOSED).write_text(json.dumps({**record, "quantisation": "dynamic-int8-per-channel"}))
+    (old / COMPOSED).write_text(json.dumps({**record, "quantisation": "dynamic-int8-per-channel-7bit-weights"}))
     assert not is_composed(old)
     (old / COMPOSED).write_text(json.dumps(record))
     assert is_composed(old)

@@ -1,4 +1,4 @@
-"""The reader at question time: int8 ONNX (rag/reader/model.py), onnxruntime, no torch.
+"""The reader at question time: its ONNX graph (rag/reader/model.py), onnxruntime, no torch.
 
 For each candidate passage it gives an "answerable" logit (does this passage answer the question?),
 the no-answer span score, and the best answer span as exact character offsets into the passage.

@@ -1,10 +1,11 @@
-"""The shipped reader weights, checked and composed with the provisioned e5 into an int8 ONNX graph.
+"""The shipped reader weights, checked and composed with the provisioned e5 into an ONNX graph.
 
 The repo carries only what training changed (``rag/reader/weights/weights.safetensors``: the upper encoder
 layers and the two heads, fp16); the frozen word embeddings and lower layers are the provisioned
 multilingual-e5-small's own. ``tanya provision`` checks the shipped file's size and sha256 against
-``rag/reader/weights/reader.json``, puts the two together, exports the graph once with torch, fuses and
-quantises it to int8 like the embedder (index/onnx_embedder.py). Serving then needs onnxruntime only.
+``rag/reader/weights/reader.json``, puts the two together, exports the graph once with torch, fuses it
+like the embedder and stores its word embeddings as int8, its arithmetic fp32 so that its answers are the
+same on every CPU (index/onnx_embedder.py ``fuse_and_quantise``). Serving then needs onnxruntime only.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from index.model import sha256_of
 
 SHIPPED = Path(__file__).with_name("weights")
 WEIGHTS_FILE, MANIFEST_FILE = "weights.safetensors", "reader.json"
-GRAPH = Path("reader") / "reader_qint8.onnx"  # inside the provisioned model folder
+GRAPH = Path("reader") / "reader.onnx"  # inside the provisioned model folder
+OLDER_GRAPH = Path("reader") / "reader_qint8.onnx"  # all-int8, before issue 26: removed when composing
 COMPOSED = Path("reader") / "composed.json"
 FROZEN_LAYERS = 4  # the lowest encoder layers keep the provisioned weights (not trained, not shipped)
 
@@ -101,13 +103,14 @@ def graph_path(model_dir: Path) -> Path:
 
 def composed_graph(model_dir: Path, folder: Path | None = None) -> Path:
     """The composed graph, after checking it is the one built from today's shipped weights."""
-    from index.onnx_embedder import is_current_export
+    from index.onnx_embedder import FP32_INT8_EMBEDDINGS, is_current_export
 
     path, record = graph_path(model_dir), model_dir / COMPOSED
     if not path.is_file() or not record.is_file():
         raise ReaderUnavailable("the reader is not provisioned: run `tanya provision`")
-    if not is_current_export(path, record, weights_sha256=manifest(folder)["weights_sha256"]):
-        raise ReaderUnavailable(f"the reader graph {path} was built from other weights or another int8 recipe, "
+    if not is_current_export(path, record, quantisation=FP32_INT8_EMBEDDINGS,
+                             weights_sha256=manifest(folder)["weights_sha256"]):
+        raise ReaderUnavailable(f"the reader graph {path} was built from other weights or another recipe, "
                                 "or is damaged: run `tanya provision`")
     return path
 
@@ -121,7 +124,7 @@ def is_composed(model_dir: Path, folder: Path | None = None) -> bool:
 
 
 def compose(model_dir: Path, folder: Path | None = None) -> Path:
-    """Build ``model_dir/reader/reader_qint8.onnx`` from the provisioned e5 and the shipped weights
+    """Build ``model_dir/reader/reader.onnx`` from the provisioned e5 and the shipped weights
     (once; atomic). Raises ReaderUnavailable with a clear message on missing or damaged weights."""
     meta = check_shipped(folder)
     if is_composed(model_dir, folder):
@@ -130,7 +133,7 @@ def compose(model_dir: Path, folder: Path | None = None) -> Path:
     import torch
     from safetensors.torch import load_file
 
-    from index.onnx_embedder import fuse_and_quantise, write_export_record
+    from index.onnx_embedder import FP32_INT8_EMBEDDINGS, fuse_and_quantise, write_export_record
 
     model = build_model(model_dir)
     state = {k: v.float() for k, v in load_file(str(reader_dir(folder) / WEIGHTS_FILE)).items()}
@@ -163,9 +166,12 @@ def compose(model_dir: Path, folder: Path | None = None) -> Path:
                               dynamic_axes={"input_ids": axes, "attention_mask": axes, "start_logits": axes,
                                             "end_logits": axes, "answerable_logit": {0: "batch"}})
         del model
-        fuse_and_quantise(raw, fused, quantised, json.loads((model_dir / "config.json").read_text(encoding="utf-8")))
+        fuse_and_quantise(raw, fused, quantised, json.loads((model_dir / "config.json").read_text(encoding="utf-8")),
+                          integer_matmuls=False)
         os.replace(quantised, target)
-    write_export_record(target, model_dir / COMPOSED, weights_sha256=meta["weights_sha256"])
+    write_export_record(target, model_dir / COMPOSED, quantisation=FP32_INT8_EMBEDDINGS,
+                        weights_sha256=meta["weights_sha256"])
+    (model_dir / OLDER_GRAPH).unlink(missing_ok=True)
     return target
 
 
