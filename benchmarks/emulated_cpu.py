@@ -49,13 +49,13 @@ def compare(home: Path, asked: list[str], here: np.ndarray, there: np.ndarray) -
 
     chosen: dict[str, np.ndarray] = {}
     own = retriever.embed_query
-    retriever.embed_query = lambda embedder, text: chosen[text] if text in chosen else own(embedder, text)
+    retriever.embed_query = lambda embedder, text: chosen.pop(text) if text in chosen else own(embedder, text)
     tanya = Tanya.open(home)
 
     def outcome(question: str, vector: np.ndarray) -> tuple:
-        chosen.clear()
         chosen[question] = vector
         answer = tanya.ask(question)
+        assert not chosen, f"the pipeline never embedded {question!r} as it was asked: the vector was not used"
         first = [(c.doc_id, c.start, c.end) for c in answer.citations[:1]]
         return answer.abstained, first, answer.short_answer.text if answer.short_answer else None
 

@@ -10,7 +10,7 @@ run's checkpoint:
 
     python -m eval.reader_bench .cache/bench-traces/traces.jsonl [--weights FOLDER | --checkpoint RUN/checkpoint.pt]
 
-Each question's sentences are read again by that reader (its int8 graph composed as it would ship) and
+Each question's sentences are read again by that reader (its graph composed as it would ship) and
 decided by rag/evidence.py's own choice and refusal model with rag/params.json. Retrieval is not run
 again, so a reader is judged on the candidates it will be served. For the reader that made the traces the
 figures equal `tanya eval`'s (tests/test_eval.py). Figures per set and language: the answer in the first
@@ -136,7 +136,7 @@ def plot_curves(summary: dict[str, dict], path: Path) -> None:
 
 
 def load_reader(model_dir: Path, weights: Path | None, checkpoint: Path | None, scratch: Path) -> Reader:
-    """The shipped reader, or the int8 graph composed from other weights in a scratch copy of the model
+    """The shipped reader, or the graph composed from other weights in a scratch copy of the model
     folder (the provisioned e5 linked, not copied)."""
     from rag.reader.model import compose
 

@@ -28,7 +28,7 @@ ONNX_INT8_RECORD = Path("onnx") / "model_qint8.json"  # how that graph was quant
 # Bump when fuse_and_quantise changes: folders exported by an older recipe are exported again.
 # 7-bit weights: see fuse_and_quantise.
 QUANTISATION = "dynamic-int8-per-channel-7bit-weights"
-# The reader's recipe (rag/reader/model.py): fp32 arithmetic, only the word-embedding table stored as int8.
+# The reader's recipe (rag/reader/model.py): fp32 arithmetic, only the embedding layer's tables stored as 8-bit.
 FP32_INT8_EMBEDDINGS = "fp32-arithmetic-int8-word-embeddings"
 MAX_TOKENS = 512
 BATCH = 32  # texts per forward pass, after sorting by length (chosen by measurement)
@@ -40,7 +40,7 @@ def onnx_path(model_dir: Path) -> Path:
 
 def int8_instruction_sets() -> dict[str, bool]:
     """Which of the instruction sets that choose onnxruntime's int8 kernels this CPU has (Linux x86-64;
-    all False elsewhere). Reports record them: with 7-bit weights the answers should not depend on them."""
+    all False elsewhere). Reports record them: the answers should not depend on them (``fuse_and_quantise``)."""
     try:
         flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
                          if line.startswith("flags")).split(":", 1)[1].split())
@@ -62,7 +62,7 @@ model_runs = threading.Lock()
 
 
 def session_options(threads: int | None = None, arena: bool = True):  # -> onnxruntime.SessionOptions
-    """How Tanya runs its int8 graphs (this embedder, rag/reader/inference.py's reader): one thread per core, one
+    """How Tanya runs its ONNX graphs (this embedder, rag/reader/inference.py's reader): one thread per core, one
     operator at a time. ``arena=False`` for a graph whose inputs change shape with every call (the
     reader): onnxruntime's arena keeps its largest blocks for good (see rag/reader/inference.py)."""
     import onnxruntime as ort
@@ -150,9 +150,10 @@ def fuse_and_quantise(raw: Path, fused: Path, quantised: Path, config: dict, int
     float kernels around them still differ in the last bit between instruction sets, and a value on a
     rounding edge of the activation quantisation then moves a step: query-passage scores by up to 0.004.
 
-    Otherwise (the reader, whose logit decides refusals): fp32 arithmetic, only the word-embedding table
-    (96 of its 118M parameters, in the fused EmbedLayerNormalization) stored as int8, which dequantises
-    to the same floats on every CPU. Its outputs then differ between instruction sets by float rounding
+    Otherwise (the reader, whose logit decides refusals): fp32 arithmetic, only the embedding layer's
+    tables stored as 8-bit (the fused EmbedLayerNormalization's word, position and token-type embeddings
+    and its layer norm, uint8 per tensor: 96 of the 118M parameters), which dequantise to the same floats
+    on every CPU. Its outputs then differ between instruction sets by float rounding
     alone (5e-6 emulated), where int8 activations moved its answerable logit by up to 0.18 and changed 1
     of 73 seed answers. It costs ~38 ms a question (`ask` p50 71 -> 109 ms) and ~70 MB (benchmarks/README.md).
     """

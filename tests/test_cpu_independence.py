@@ -4,7 +4,7 @@ onnxruntime picks its int8 kernels by instruction set. Without AVX-512 VNNI / AM
 AVX2's VPMADDUBSW, which sums two u8*s8 products into a saturating int16: with 8-bit weights, results on
 such a CPU differ from a VNNI CPU's (3 of 40 Indonesian seed questions answered wrongly). The embedder
 quantises weights to 7 bits so no sum can saturate; the reader, whose logit decides refusals, computes in
-fp32 and keeps only its word embeddings as int8 (index/onnx_embedder.py ``fuse_and_quantise``).
+fp32 and keeps only its embedding tables as 8-bit (index/onnx_embedder.py ``fuse_and_quantise``).
 
 A VNNI developer machine cannot see the difference by itself, so these tests run onnxruntime's real
 AVX2 kernels on an emulated Haswell CPU (qemu user mode; ``make setup`` installs ``qemu-user``).

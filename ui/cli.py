@@ -308,7 +308,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     provision(target)
     if configured_backend() == "onnx-int8":
         export_int8(target)
-    compose(target)  # the reader: shipped weights checked (size, sha256), composed with e5, int8 ONNX
+    compose(target)  # the reader: shipped weights checked (size, sha256), composed with e5, ONNX
     print(f"model and reader ready in {target}")
     return 0
 

@@ -4,7 +4,7 @@ The repo carries only what training changed (``rag/reader/weights/weights.safete
 layers and the two heads, fp16); the frozen word embeddings and lower layers are the provisioned
 multilingual-e5-small's own. ``tanya provision`` checks the shipped file's size and sha256 against
 ``rag/reader/weights/reader.json``, puts the two together, exports the graph once with torch, fuses it
-like the embedder and stores its word embeddings as int8, its arithmetic fp32 so that its answers are the
+like the embedder and stores its embedding tables as 8-bit, its arithmetic fp32 so that its answers are the
 same on every CPU (index/onnx_embedder.py ``fuse_and_quantise``). Serving then needs onnxruntime only.
 """
 
