@@ -29,7 +29,7 @@ ONNX_INT8_RECORD = Path("onnx") / "model_qint8.json"  # how that graph was quant
 # 7-bit weights: see fuse_and_quantise.
 QUANTISATION = "dynamic-int8-per-channel-7bit-weights"
 # The reader's recipe (rag/reader/model.py): fp32 arithmetic, only the embedding layer's tables stored as 8-bit.
-FP32_INT8_EMBEDDINGS = "fp32-arithmetic-int8-word-embeddings"
+FP32_8BIT_EMBEDDINGS = "fp32-arithmetic-8bit-embedding-tables"
 MAX_TOKENS = 512
 BATCH = 32  # texts per forward pass, after sorting by length (chosen by measurement)
 

@@ -137,11 +137,11 @@ def test_graphs_from_another_int8_recipe_are_exported_again(model_dir: Path, tmp
     shows too."""
     import shutil
 
-    from index.onnx_embedder import FP32_INT8_EMBEDDINGS, ONNX_INT8_RECORD, is_current_export, onnx_path
+    from index.onnx_embedder import FP32_8BIT_EMBEDDINGS, ONNX_INT8_RECORD, is_current_export, onnx_path
     from rag.reader.model import COMPOSED, OLDER_GRAPH, graph_path, is_composed
 
     assert is_current_export(onnx_path(model_dir), model_dir / ONNX_INT8_RECORD)
-    assert json.loads((model_dir / COMPOSED).read_text())["quantisation"] == FP32_INT8_EMBEDDINGS
+    assert json.loads((model_dir / COMPOSED).read_text())["quantisation"] == FP32_8BIT_EMBEDDINGS
     assert not (model_dir / OLDER_GRAPH).exists()  # the all-int8 reader graph, removed when composing
     assert is_composed(model_dir)
     old = tmp_path / "old"

@@ -103,12 +103,12 @@ def graph_path(model_dir: Path) -> Path:
 
 def composed_graph(model_dir: Path, folder: Path | None = None) -> Path:
     """The composed graph, after checking it is the one built from today's shipped weights."""
-    from index.onnx_embedder import FP32_INT8_EMBEDDINGS, is_current_export
+    from index.onnx_embedder import FP32_8BIT_EMBEDDINGS, is_current_export
 
     path, record = graph_path(model_dir), model_dir / COMPOSED
     if not path.is_file() or not record.is_file():
         raise ReaderUnavailable("the reader is not provisioned: run `tanya provision`")
-    if not is_current_export(path, record, quantisation=FP32_INT8_EMBEDDINGS,
+    if not is_current_export(path, record, quantisation=FP32_8BIT_EMBEDDINGS,
                              weights_sha256=manifest(folder)["weights_sha256"]):
         raise ReaderUnavailable(f"the reader graph {path} was built from other weights or another recipe, "
                                 "or is damaged: run `tanya provision`")
@@ -133,7 +133,7 @@ def compose(model_dir: Path, folder: Path | None = None) -> Path:
     import torch
     from safetensors.torch import load_file
 
-    from index.onnx_embedder import FP32_INT8_EMBEDDINGS, fuse_and_quantise, write_export_record
+    from index.onnx_embedder import FP32_8BIT_EMBEDDINGS, fuse_and_quantise, write_export_record
 
     model = build_model(model_dir)
     state = {k: v.float() for k, v in load_file(str(reader_dir(folder) / WEIGHTS_FILE)).items()}
@@ -169,7 +169,7 @@ def compose(model_dir: Path, folder: Path | None = None) -> Path:
         fuse_and_quantise(raw, fused, quantised, json.loads((model_dir / "config.json").read_text(encoding="utf-8")),
                           integer_matmuls=False)
         os.replace(quantised, target)
-    write_export_record(target, model_dir / COMPOSED, quantisation=FP32_INT8_EMBEDDINGS,
+    write_export_record(target, model_dir / COMPOSED, quantisation=FP32_8BIT_EMBEDDINGS,
                         weights_sha256=meta["weights_sha256"])
     (model_dir / OLDER_GRAPH).unlink(missing_ok=True)
     return target
