@@ -64,12 +64,19 @@ model_runs = threading.Lock()
 def session_options(threads: int | None = None, arena: bool = True):  # -> onnxruntime.SessionOptions
     """How Tanya runs its ONNX graphs (this embedder, rag/reader/inference.py's reader): one thread per core, one
     operator at a time. ``arena=False`` for a graph whose inputs change shape with every call (the
-    reader): onnxruntime's arena keeps its largest blocks for good (see rag/reader/inference.py)."""
+    reader): onnxruntime's arena keeps its largest blocks for good (see rag/reader/inference.py).
+
+    No spinning: by default onnxruntime's threads spin after each operator, waiting for the next, and on two
+    cores they take them from everything else a question runs (BM25, Chroma, the next graph). Without it,
+    FacQA questions on the 1,295-document home took ask p50 / p95 95-102 / 147-170 ms instead of 113-120 /
+    177-180 ms with 22% less CPU; a bare query embedding (retrieve) 11-13 ms instead of 7-9; indexing the
+    same (benchmarks/README.md)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or os.cpu_count() or 1
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.enable_cpu_mem_arena = arena

@@ -26,6 +26,7 @@ SMALL_LLM = "qwen2.5-coder-0.5b"
 KIRBY_EN = "Who said there was no plan for US-Russia military cooperation?"
 KIRBY_ID = "Siapa yang mengatakan tidak ada rencana kerja sama militer AS-Rusia?"
 THOMAS_EN = "Who is the spokesman of US Central Command?"
+FOLLOW_UP = "What is his rank?"
 
 SOURCE = ("Juru bicara Kementerian Luar Negeri AS John Kirby mengatakan serangan itu menewaskan 20 orang "
           "di Aleppo pada 19 September 2016.")
@@ -357,14 +358,24 @@ def test_the_chat_streams_the_checked_answer_marked_as_generated(other_home: Pat
         page.goto(url + "/")
         page.fill("#tanya-question textarea", THOMAS_EN)
         page.click("#tanya-send")
-        page.wait_for_function("() => document.querySelector('#tanya-chat').innerText.includes('Generated;')",
-                               timeout=120_000)
-        page.wait_for_function("t => document.querySelector('#tanya-chat').innerText.includes(t)",
-                               arg=expected["generated"]["text"], timeout=120_000)
-        bubble = page.locator("#tanya-chat .message").last.inner_text()
-        assert bubble.index("Generated;") < bubble.index(expected["generated"]["text"])
+        chat_has = "t => document.querySelector('#tanya-chat').innerText.includes(t)"
+        page.wait_for_function(chat_has, arg=THOMAS_EN, timeout=120_000)  # the extractive answer, at once
+        # A follow-up typed and sent while the generated answer still streams: it waits its turn, and the
+        # streaming never wipes what is typed in the question box.
+        assert not page.evaluate(chat_has, expected["generated"]["text"]), "generated before the follow-up"
+        page.fill("#tanya-question textarea", FOLLOW_UP)
+        page.click("#tanya-send")
+        page.wait_for_function(chat_has, arg="Generated;", timeout=120_000)
+        page.wait_for_function(chat_has, arg=expected["generated"]["text"], timeout=120_000)
+        answers = page.locator("#tanya-chat .message.bot")
+        first = answers.first.inner_text()
+        assert first.index("Generated;") < first.index(expected["generated"]["text"])
         for c in expected["citations"]:  # the cited sentences stay below it, each once
-            assert bubble.count(c["sentence"]) == 1
+            assert first.count(c["sentence"]) == 1
+        page.wait_for_function("() => document.querySelectorAll('#tanya-chat .message.bot:not(.pending)').length == 2",
+                               timeout=120_000)
+        assert page.locator("#tanya-chat .message.user").all_inner_texts()[-1].strip() == FOLLOW_UP
+        assert "Kolonel" in answers.last.inner_text()  # Thomas's sentence: the follow-up read in context
         browser.close()
 
 

@@ -259,7 +259,7 @@ def build_ui(tanya: Tanya, api_token: str | None = None) -> gr.Blocks:
             document_view = gr.HTML(elem_id="tanya-doc-view")
 
         def respond(text: str, messages: list[dict], since: str | None = None, until: str | None = None,
-                    publishers: list[str] | None = None) -> Iterator[tuple[list[dict], str, list[dict], gr.Radio, str]]:
+                    publishers: list[str] | None = None) -> Iterator[tuple[Any, ...]]:
             """The extractive answer at once; then, with an LLM, its checked sentences as each one passes."""
             messages = messages or []
             try:
@@ -282,15 +282,16 @@ def build_ui(tanya: Tanya, api_token: str | None = None) -> gr.Blocks:
             generation = tanya.generation(answer)
             if generation is None:
                 return
+            # From here only the answer's bubble changes: the question box may hold the next question being
+            # typed, and a source opened meanwhile stays open.
+            unchanged = (gr.skip(), gr.skip(), gr.skip(), gr.skip())
             kept: list[str] = []
             for sentence in generation:
                 kept.append(sentence)
-                yield [*asked, {"role": "assistant", "content": reply_html(answer, " ".join(kept))}], "", cited, \
-                    sources, ""
+                yield [*asked, {"role": "assistant", "content": reply_html(answer, " ".join(kept))}], *unchanged
             result = generation.result
             if result is not None and result.text is None:  # nothing passed, or the LLM failed: say so
-                yield [*asked, {"role": "assistant", "content": reply_html(answer, note=result.note)}], "", cited, \
-                    sources, ""
+                yield [*asked, {"role": "assistant", "content": reply_html(answer, note=result.note)}], *unchanged
 
         def open_source(index: int | None, cited: list[dict]) -> str:
             if index is None or not 0 <= index < len(cited):
@@ -301,12 +302,14 @@ def build_ui(tanya: Tanya, api_token: str | None = None) -> gr.Blocks:
 
         outputs = [chatbot, question, citations, sources, article]
         asked = [question, chatbot, since, until, publishers]
+        # A question sent while the previous answer is still on its way runs after it (Gradio's default for a
+        # click, "once", drops it silently: a follow-up typed quickly was lost).
         for trigger in (send.click, question.submit):
-            trigger(respond, asked, outputs)
+            trigger(respond, asked, outputs, trigger_mode="always_last")
         def ask_example(sample: list[str], *rest: Any) -> Iterator[tuple]:
             yield from respond(sample[0], *rest)  # a generator function, so Gradio streams it like respond
 
-        examples.click(ask_example, [examples, *asked[1:]], outputs)
+        examples.click(ask_example, [examples, *asked[1:]], outputs, trigger_mode="always_last")
         sources.change(open_source, [sources, citations], article).then(None, js=SCROLL_TO_CITED)
 
         def listed(since: str | None, until: str | None, chosen_publishers: list[str] | None,
