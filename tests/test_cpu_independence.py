@@ -36,7 +36,7 @@ def emulated_command(*args: str) -> list[str]:
     """``python ARGS`` in this venv on an emulated AVX2-only CPU."""
     qemu = shutil.which("qemu-x86_64")
     if qemu is None:
-        pytest.fail("qemu-x86_64 is missing: `make setup` installs it (apt-get install qemu-user)")
+        pytest.fail("qemu-x86_64 is missing: `make test` installs it (apt-get install qemu-user)")
     return [qemu, "-cpu", AVX2_ONLY_CPU, sys.executable, *args]
 
 

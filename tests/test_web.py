@@ -26,7 +26,7 @@ def browser() -> Iterator[Browser]:
     from playwright.sync_api import sync_playwright
 
     if not CHROMIUM.exists():
-        pytest.fail("these tests need Debian's chromium at /usr/bin/chromium: `make setup` installs it")
+        pytest.fail("these tests need Debian's chromium at /usr/bin/chromium: `make test` installs it")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         yield browser
