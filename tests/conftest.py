@@ -1,5 +1,6 @@
 """Shared fixtures: the real model (provisioned once per machine into a cache folder, reused while its
-files' hashes hold), real Chroma, and temporary data homes. Nothing here may reach the network."""
+files' hashes hold: hashed again whenever a file's size or times change), real Chroma, and temporary data
+homes. Nothing here may reach the network."""
 
 from __future__ import annotations
 
@@ -19,21 +20,36 @@ from tests.helpers import CORPUS, free_port, running_server, start_chroma, stop
 # One provisioned model per machine for every test run (TANYA_TEST_MODEL_CACHE to move it): provisioning,
 # the int8 export and the reader's composition take 2-4 minutes. tests/test_model.py provisions from scratch.
 MODEL_CACHE = Path(os.environ.get("TANYA_TEST_MODEL_CACHE") or Path.home() / ".cache" / "tanya" / "test-model")
-MANIFEST = "tests-manifest.json"  # each file's size and sha256, written once the folder is complete
+MANIFEST = "tests-manifest.json"  # each file's size, sha256 and times, written once the folder is complete
 
 
 def file_hashes(folder: Path, known: dict[str, list] | None = None) -> dict[str, list]:
-    """Each file's [size, sha256, mtime_ns]. A file whose size and mtime are those ``known`` keeps its known
-    hash: hashing the folder's 750 MB costs ~12 s, once per pytest worker, and any write moves the mtime."""
+    """Each file's [size, sha256, mtime_ns, ctime_ns]. A file whose size and times are those ``known`` keeps its
+    known hash: hashing the folder's 750 MB costs seconds in every pytest worker, and any write moves the
+    mtime (a copy that keeps mtimes, cp -p or rsync, still gets a new ctime, so it is hashed again)."""
     from index.model import sha256_of
 
     hashes = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST):
         name, stat = str(path.relative_to(folder)), path.stat()
+        facts = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
         seen = (known or {}).get(name)
-        unchanged = seen is not None and len(seen) == 3 and seen[0] == stat.st_size and seen[2] == stat.st_mtime_ns
-        hashes[name] = [stat.st_size, seen[1] if unchanged else sha256_of(path), stat.st_mtime_ns]
+        unchanged = seen is not None and len(seen) == 4 and [seen[0], *seen[2:]] == facts
+        hashes[name] = [facts[0], seen[1] if seen and unchanged else sha256_of(path), *facts[1:]]
     return hashes
+
+
+def read_manifest(manifest: Path) -> dict[str, list]:
+    try:
+        return json.loads(manifest.read_text()) if manifest.is_file() else {}
+    except ValueError:  # cut short: the folder is provisioned again
+        return {}
+
+
+def write_manifest(manifest: Path, hashes: dict[str, list]) -> None:
+    partial = manifest.with_suffix(".partial")
+    partial.write_text(json.dumps(hashes, indent=1))
+    os.replace(partial, manifest)
 
 
 def cached_model(target: Path) -> Path:
@@ -48,12 +64,13 @@ def cached_model(target: Path) -> Path:
     with open(str(target) + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs on one machine provision it once
         manifest = target / MANIFEST
-        listed = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        listed = read_manifest(manifest)
         found = file_hashes(target, listed) if listed else {}
-        intact = bool(listed) and all(found.get(name, [None] * 3)[:2] == value[:2] for name, value in listed.items())
+        intact = bool(listed) and all(found.get(name, [None, None])[:2] == value[:2] for name, value in listed.items())
         if intact and is_current_export(onnx_path(target), target / ONNX_INT8_RECORD) and is_composed(target):
-            if found != listed:  # an older manifest without mtimes, or a file touched: note what was checked
-                manifest.write_text(json.dumps({name: found[name] for name in listed}, indent=1))
+            checked = {name: found[name] for name in listed}
+            if checked != listed:  # an older manifest without times, or a file copied: note what was hashed
+                write_manifest(manifest, checked)
             return target
         if not intact:  # changed or half-written: provision it afresh (a graph of an older recipe is redone)
             if target.exists():
@@ -61,7 +78,7 @@ def cached_model(target: Path) -> Path:
             provision(target)
         export_int8(target)
         compose(target)
-        manifest.write_text(json.dumps(file_hashes(target), indent=1))
+        write_manifest(manifest, file_hashes(target))
     return target
 
 
@@ -160,8 +177,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 # The longest files first (by their seconds in a warm two-worker run, 2026-12-08). pytest-xdist hands out whole
 # files in collection order (with --no-loadscope-reorder, as the Makefile runs it; by default, most tests
-# first): test_reliability.py (9 tests, ~330 s) went out last and kept one worker busy 1.5-2.3 min after the
-# other had finished.
+# first): test_reliability.py (9 tests; ~330 s then, ~250 s since it asks in-process) went out last and kept
+# one worker busy 1.5-2.3 min after the other had finished.
 LONGEST_FIRST = ["test_reliability", "test_hostile_input", "test_generated", "test_cli", "test_web", "test_quality",
                  "test_http_api", "test_reader", "test_eval", "test_chroma_server", "test_filters", "test_index"]
 

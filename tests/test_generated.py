@@ -360,11 +360,11 @@ def test_the_chat_streams_the_checked_answer_marked_as_generated(other_home: Pat
         page.click("#tanya-send")
         chat_has = "t => document.querySelector('#tanya-chat').innerText.includes(t)"
         page.wait_for_function(chat_has, arg=THOMAS_EN, timeout=120_000)  # the extractive answer, at once
-        # A follow-up typed and sent while the generated answer still streams: it waits its turn, and the
-        # streaming never wipes what is typed in the question box.
+        # A follow-up typed and sent with Enter (the first went by the button) while the generated answer still
+        # streams: it waits its turn, and the streaming never wipes what is typed in the question box.
         assert not page.evaluate(chat_has, expected["generated"]["text"]), "generated before the follow-up"
         page.fill("#tanya-question textarea", FOLLOW_UP)
-        page.click("#tanya-send")
+        page.press("#tanya-question textarea", "Enter")
         page.wait_for_function(chat_has, arg="Generated;", timeout=120_000)
         page.wait_for_function(chat_has, arg=expected["generated"]["text"], timeout=120_000)
         answers = page.locator("#tanya-chat .message.bot")

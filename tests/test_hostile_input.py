@@ -496,10 +496,10 @@ def web_schema(web_served: Served) -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_dict(gradio_schema(web_served.url), config=config)
 
 
-# Gradio names each event after its function: the chat (respond, respond_1: the Ask button and Enter;
+# Gradio names each event after its function: the chat (respond: the Ask button and Enter, one event;
 # ask_example: an example question; open_source), the Documents tab (add_files, delete_document; listed,
 # listed_1: the Show button and the sort order; lambda opens one, lambda_1 is the table's initial value).
-WEB_EVENTS = ["respond", "respond_1", "ask_example", "open_source", "add_files", "delete_document", "listed",
+WEB_EVENTS = ["respond", "ask_example", "open_source", "add_files", "delete_document", "listed",
               "listed_1", "lambda", "lambda_1"]
 WEB_OPERATIONS = [("POST", "/gradio_api/upload")] + [
     op for name in WEB_EVENTS for op in (("POST", f"/gradio_api/call/v2/{name}"),

@@ -302,10 +302,11 @@ def build_ui(tanya: Tanya, api_token: str | None = None) -> gr.Blocks:
 
         outputs = [chatbot, question, citations, sources, article]
         asked = [question, chatbot, since, until, publishers]
-        # A question sent while the previous answer is still on its way runs after it (Gradio's default for a
-        # click, "once", drops it silently: a follow-up typed quickly was lost).
-        for trigger in (send.click, question.submit):
-            trigger(respond, asked, outputs, trigger_mode="always_last")
+        # One event for the Ask button and Enter, so that a question sent either way while the previous answer
+        # is still on its way runs after it (Gradio's default for a click, "once", dropped it silently: a
+        # follow-up typed quickly was lost; two events would have run side by side). An example question
+        # clicked meanwhile is its own event and still runs beside it.
+        gr.on([send.click, question.submit], respond, asked, outputs, trigger_mode="always_last")
         def ask_example(sample: list[str], *rest: Any) -> Iterator[tuple]:
             yield from respond(sample[0], *rest)  # a generator function, so Gradio streams it like respond
 
