@@ -162,7 +162,8 @@ def fuse_and_quantise(raw: Path, fused: Path, quantised: Path, config: dict, int
     and its layer norm, uint8 per tensor: 96 of the 118M parameters), which dequantise to the same floats
     on every CPU. Its outputs then differ between instruction sets by float rounding
     alone (5e-6 emulated), where int8 activations moved its answerable logit by up to 0.18 and changed 1
-    of 73 seed answers. It costs ~38 ms a question (`ask` p50 71 -> 109 ms) and ~70 MB (benchmarks/README.md).
+    of 73 seed answers. It cost ~38 ms a question (`ask` p50 71 -> 109 ms, threads still spinning) and ~70 MB
+    (benchmarks/README.md).
     """
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -7,7 +7,7 @@ quantises weights to 7 bits so no sum can saturate; the reader, whose logit deci
 fp32 and keeps only its embedding tables as 8-bit (index/onnx_embedder.py ``fuse_and_quantise``).
 
 A VNNI developer machine cannot see the difference by itself, so these tests run onnxruntime's real
-AVX2 kernels on an emulated Haswell CPU (qemu user mode; ``make setup`` installs ``qemu-user``).
+AVX2 kernels on an emulated Haswell CPU (qemu user mode; ``make test`` installs ``qemu-user``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
-from tests.helpers import KIRBY_DOC, REPO, SERVER_TIMEOUT, THOMAS_DOC, http, served_over_stoppable_chroma
+from tests.helpers import KIRBY_DOC, REPO, THOMAS_DOC, http, served_over_stoppable_chroma
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
@@ -43,12 +43,11 @@ def page(browser: Browser, server: str) -> Iterator[Page]:
 
 
 def ask(page: Page, question: str) -> None:
-    """Ask and wait for the answer (the question shows in the chat together with it). As long as a server
-    start may take under load: a cold `make test` once waited over 60 s for a follow-up's answer."""
+    """Ask and wait for the answer (the question shows in the chat together with it)."""
     page.fill("#tanya-question textarea", question)
     page.click("#tanya-send")
     page.wait_for_function("q => document.querySelector('#tanya-chat').innerText.includes(q)", arg=question,
-                           timeout=SERVER_TIMEOUT * 1000)
+                           timeout=60_000)
 
 
 def test_answer_sources_and_highlight_by_offsets(page: Page, server: str) -> None:
